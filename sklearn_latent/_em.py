@@ -1,0 +1,332 @@
+"""The Expectation-Maximisation loop, written once for every EM model.
+
+A model subclasses :class:`BaseEM` and says only how to
+
+- summarise the data once before iterating (``_prepare``; by default the data
+  itself, factor analysis keeps only a mean and a scatter matrix),
+- initialise its parameters (``_initialize``),
+- compute the expected sufficient statistics of the data and their mean
+  log-likelihood under the current parameters (``_e_step``, usually summed over
+  row chunks with :meth:`BaseEM._sum_over_chunks`),
+- turn statistics into parameters in closed form (``_m_step``),
+- get and set its parameters, compute per-sample log-likelihoods
+  (``_score_samples``), draw samples (``_sample``) and count its free
+  parameters (``_n_parameters``).
+
+Everything else lives here: validation, ``n_init`` restarts, ``warm_start``,
+convergence, the ``lower_bounds_`` history, warnings, ``verbose`` output and
+``sample_weight`` handling.
+"""
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+from time import perf_counter
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils._chunking import get_chunk_n_rows
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _num_samples,
+    check_is_fitted,
+    validate_data,
+)
+
+# Rows per chunk at most: chunks this size keep the temporaries of one E-step in
+# cache and amortise Python overhead; scikit-learn's `working_memory` can only
+# lower it.
+MAX_CHUNK_ROWS = 2048
+
+
+class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of the EM estimators: the loop, restarts and bookkeeping."""
+
+    _parameter_constraints: dict = {
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    # ---------------------------------------------------------------- hooks
+    def _check_parameters(self, X, sample_weight):
+        """Check parameters against the data; raise ValueError if unusable."""
+
+    def _prepare(self, X, sample_weight):
+        """Summarise the data once before iterating; passed to ``_e_step``."""
+        return X, sample_weight
+
+    @abstractmethod
+    def _initialize(self, X, sample_weight, random_state):
+        """Set the initial parameters."""
+
+    @abstractmethod
+    def _e_step(self, data):
+        """Return (statistics, mean log-likelihood under the current parameters)."""
+
+    @abstractmethod
+    def _m_step(self, statistics):
+        """Set the parameters that maximise the expected complete log-likelihood."""
+
+    @abstractmethod
+    def _get_parameters(self):
+        """Return the fitted parameters as a tuple."""
+
+    @abstractmethod
+    def _set_parameters(self, params):
+        """Set the parameters returned by ``_get_parameters`` (and derived ones)."""
+
+    @abstractmethod
+    def _score_samples(self, X):
+        """Per-sample log-likelihood of validated ``X``, shape (n_samples,)."""
+
+    @abstractmethod
+    def _sample(self, n_samples, random_state):
+        """Draw ``n_samples`` from the joint p(x, z); return (X, Z)."""
+
+    @abstractmethod
+    def _n_parameters(self):
+        """Number of free parameters of the model."""
+
+    # ------------------------------------------------------------- the loop
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the model parameters with the EM algorithm.
+
+        The model is fitted ``n_init`` times (where the estimator has that
+        parameter) and the parameters with the highest log-likelihood are kept.
+        Each run iterates E- and M-steps until the gain of the mean
+        log-likelihood per sample is below ``tol`` or ``max_iter`` is reached,
+        in which case a :class:`~sklearn.exceptions.ConvergenceWarning` is
+        raised. With ``warm_start=True`` a second call resumes from the
+        previous fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples: a weight multiplies the
+            sample's contribution to every statistic, so an integer weight is
+            the same as repeating the row and a zero weight ignores it.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+            )
+        self._check_parameters(X, sample_weight)
+        data = self._prepare(X, sample_weight)
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = getattr(self, "n_init", 1) if do_init else 1
+        random_state = check_random_state(self.random_state)
+
+        best_lower_bound, best_lower_bounds, best_converged = -np.inf, [], False
+        for init in range(n_init):
+            self._verbose_init_begin(init)
+            if do_init:
+                self._initialize(X, sample_weight, random_state)
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            lower_bounds, converged, n_iter = [], False, 0
+            params = self._get_parameters()
+            for n_iter in range(1, self.max_iter + 1):
+                previous = lower_bound
+                statistics, lower_bound = self._e_step(data)
+                if not np.isfinite(lower_bound):
+                    raise ValueError(self._not_finite_message())
+                self._m_step(statistics)
+                lower_bounds.append(lower_bound)
+                change = lower_bound - previous
+                self._verbose_iter_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.max_iter > 0:
+                self._verbose_init_end(lower_bound, converged)
+                params = self._get_parameters()
+            # As scikit-learn: without iterations the last initialisation is kept.
+            if init == 0 or lower_bound > best_lower_bound or self.max_iter == 0:
+                best_params, best_n_iter = params, n_iter
+                best_lower_bound, best_lower_bounds = lower_bound, lower_bounds
+                best_converged = converged
+
+        # Zero iterations is a request for the initialisation alone: no warning.
+        if not best_converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(best_params)
+        self.converged_ = best_converged
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = best_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        return self
+
+    def _not_finite_message(self):
+        return (
+            f"{type(self).__name__}: the log-likelihood became infinite or NaN. "
+            "Scale the input data, or increase regularisation."
+        )
+
+    # ---------------------------------------------------------- chunking
+    @staticmethod
+    def _sum_over_chunks(chunk_statistics, X, sample_weight, row_bytes):
+        """Sum ``chunk_statistics(X_chunk, weight_chunk)`` over row chunks of X.
+
+        ``chunk_statistics`` returns a tuple of arrays (or floats); the tuples
+        are summed element-wise. ``row_bytes`` is the memory one row of a chunk
+        needs in temporaries: chunks are sized by scikit-learn's
+        ``working_memory`` setting, capped at ``MAX_CHUNK_ROWS`` rows.
+        """
+        n_samples = X.shape[0]
+        chunk_rows = get_chunk_n_rows(row_bytes, max_n_rows=MAX_CHUNK_ROWS)
+        total = None
+        for rows in gen_batches(n_samples, chunk_rows):
+            weight = None if sample_weight is None else sample_weight[rows]
+            stats = chunk_statistics(X[rows], weight)
+            if total is None:
+                total = list(stats)
+            else:
+                for i, value in enumerate(stats):
+                    total[i] += value
+        return tuple(total)
+
+    # ------------------------------------------------------ public methods
+    def score_samples(self, X):
+        """Log-likelihood log p(x) of each sample under the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            Log-likelihood of each sample.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self._score_samples(X)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample of ``X``; higher is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        log_likelihood : float
+            Mean of :meth:`score_samples`.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1):
+        """Draw samples from the joint distribution p(x, z) of the fitted model.
+
+        Uses ``random_state``, so that a fixed integer gives the same draws.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Observed samples.
+        Z : ndarray
+            The latent variables the samples were drawn from.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
+                "requires at least one sample."
+            )
+        return self._sample(int(n_samples), check_random_state(self.random_state))
+
+    def bic(self, X):
+        """Bayesian information criterion of the model on ``X``; lower is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        bic : float
+            ``-2 log p(X) + n_parameters log n_samples``.
+        """
+        n_samples = _num_samples(X)
+        return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(
+            n_samples
+        )
+
+    def aic(self, X):
+        """Akaike information criterion of the model on ``X``; lower is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        aic : float
+            ``-2 log p(X) + 2 n_parameters``.
+        """
+        return -2 * self.score(X) * _num_samples(X) + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------- verbose
+    def _verbose_init_begin(self, init):
+        if self.verbose:
+            print(f"Initialization {init}")
+            self._init_time = self._iter_time = perf_counter()
+
+    def _verbose_iter_end(self, n_iter, change):
+        if self.verbose and n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            else:
+                now = perf_counter()
+                print(
+                    f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s"
+                    f"\t ll change {change:.5f}"
+                )
+                self._iter_time = now
+
+    def _verbose_init_end(self, lower_bound, converged):
+        if self.verbose:
+            status = "converged" if converged else "did not converge"
+            if self.verbose == 1:
+                print(f"Initialization {status}.")
+            else:
+                seconds = perf_counter() - self._init_time
+                print(
+                    f"Initialization {status}. time lapse {seconds:.5f}s\t "
+                    f"lower bound {lower_bound:.5f}."
+                )
