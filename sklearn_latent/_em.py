@@ -171,6 +171,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 "Try different init parameters, or increase max_iter, "
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         self._set_parameters(best_params)
         self.converged_ = best_converged
@@ -187,20 +188,21 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------- chunking
     @staticmethod
-    def _sum_over_chunks(chunk_statistics, X, sample_weight, row_bytes):
-        """Sum ``chunk_statistics(X_chunk, weight_chunk)`` over row chunks of X.
+    def _sum_over_chunks(chunk_statistics, X, sample_weight, row_bytes, *arrays):
+        """Sum ``chunk_statistics(X_chunk, weight_chunk, *array_chunks)`` over rows.
 
         ``chunk_statistics`` returns a tuple of arrays (or floats); the tuples
-        are summed element-wise. ``row_bytes`` is the memory one row of a chunk
-        needs in temporaries: chunks are sized by scikit-learn's
-        ``working_memory`` setting, capped at ``MAX_CHUNK_ROWS`` rows.
+        are summed element-wise. ``sample_weight`` may be None, and ``arrays``
+        are further row-aligned arrays sliced like X. ``row_bytes`` is the
+        memory one row of a chunk needs in temporaries: chunks are sized by
+        scikit-learn's ``working_memory`` setting, capped at ``MAX_CHUNK_ROWS``.
         """
         n_samples = X.shape[0]
         chunk_rows = get_chunk_n_rows(row_bytes, max_n_rows=MAX_CHUNK_ROWS)
         total = None
         for rows in gen_batches(n_samples, chunk_rows):
             weight = None if sample_weight is None else sample_weight[rows]
-            stats = chunk_statistics(X[rows], weight)
+            stats = chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
             if total is None:
                 total = list(stats)
             else:
@@ -282,9 +284,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ``-2 log p(X) + n_parameters log n_samples``.
         """
         n_samples = _num_samples(X)
-        return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(
-            n_samples
-        )
+        return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples)
 
     def aic(self, X):
         """Akaike information criterion of the model on ``X``; lower is better.
