@@ -53,35 +53,43 @@ def _ill_defined(dtype):
 
 
 # ------------------------------------------------------- second-order features
-def _upper_triangle(d):
-    """Row and column indices of the upper triangle of a (d, d) matrix."""
-    return np.triu_indices(d)
+# Chunks are laid out with samples as columns, (d, n): each second-order row is
+# then a product of two contiguous rows, and the matrix products that follow
+# read long contiguous rows.
+def _second_full(XT, out):
+    """x_i x_j for i <= j, in np.triu_indices order: (d, n) -> out (p, n)."""
+    d = len(XT)
+    start = 0
+    for i in range(d):
+        np.multiply(XT[i], XT[i:], out=out[start : start + d - i])
+        start += d - i
 
 
-def _second_full(X):
-    """x_i x_j for i <= j: (n, d) -> (n, d (d + 1) / 2)."""
-    rows, cols = _upper_triangle(X.shape[1])
-    return np.multiply(X[:, rows], X[:, cols])
+def _second_tied(XT, out):
+    """No component-specific second-order term: out is (0, n)."""
 
 
-def _second_tied(X):
-    """No component-specific second-order term: (n, d) -> (n, 0)."""
-    return np.empty((X.shape[0], 0), dtype=X.dtype)
+def _second_diag(XT, out):
+    """x_j ** 2: (d, n) -> out (d, n)."""
+    np.square(XT, out=out)
 
 
-def _second_diag(X):
-    """x_j ** 2: (n, d) -> (n, d)."""
-    return np.square(X)
+def _second_spherical(XT, out):
+    """||x|| ** 2: (d, n) -> out (1, n)."""
+    np.einsum("ij,ij->j", XT, XT, out=out[0])
 
 
-def _second_spherical(X):
-    """||x|| ** 2: (n, d) -> (n, 1)."""
-    return np.einsum("ij,ij->i", X, X)[:, np.newaxis]
+def features(X, shift, kern):
+    """Features [second(x - s); x - s] of a chunk, samples as columns.
 
-
-def features(X, second):
-    """The feature matrix [second(X), X] of a chunk: (n, d) -> (n, p + d)."""
-    return np.hstack([second(X), X])
+    (n, d) rows, (d,) shift -> (p + d, n).
+    """
+    n_samples, n_features = X.shape
+    n_second = kern.n_second(n_features)
+    out = np.empty((n_second + n_features, n_samples), dtype=X.dtype)
+    np.subtract(X.T, shift[:, np.newaxis], out=out[n_second:])
+    kern.second(out[n_second:], out[:n_second])
+    return out
 
 
 # -------------------------------------------- precision Cholesky and log-dets
@@ -156,11 +164,10 @@ def _precisions_vector(precisions_chol):
 
 # ------------------------------------------------------- natural parameters
 def _second_natural_full(precisions):
-    """(K, d, d) precisions -> (p, K): coefficients of x_i x_j, i <= j."""
-    d = precisions.shape[-1]
-    rows, cols = _upper_triangle(d)
+    """(K, d, d) precisions -> (K, p): coefficients of x_i x_j, i <= j."""
+    rows, cols = np.triu_indices(precisions.shape[-1])
     # Off-diagonal products appear once in the upper triangle but twice in x^T P x.
-    return (precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)).T
+    return precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
 
 
 def _second_natural_tied(precision):
@@ -169,13 +176,13 @@ def _second_natural_tied(precision):
 
 
 def _second_natural_diag(precisions):
-    """(K, d) -> (d, K)."""
-    return precisions.T
+    """(K, d) -> (K, d)."""
+    return precisions
 
 
 def _second_natural_spherical(precisions):
-    """(K,) -> (1, K)."""
-    return precisions[np.newaxis, :]
+    """(K,) -> (K,), one coefficient per component."""
+    return precisions
 
 
 def _precision_times_means_full(precisions, means):
@@ -196,7 +203,7 @@ def _precision_times_means_vector(precisions, means):
 # --------------------------------------------------------------- M-step
 def _unpack_second(second_sums, nk, d):
     """(K, p) sums of x_i x_j (i <= j) -> (K, d, d) symmetric second moments / nk."""
-    rows, cols = _upper_triangle(d)
+    rows, cols = np.triu_indices(d)
     moments = np.empty((len(nk), d, d), dtype=second_sums.dtype)
     moments[:, rows, cols] = second_sums
     moments[:, cols, rows] = second_sums
@@ -271,11 +278,12 @@ def _std_spherical(covariances):
 class CovarianceKernels(NamedTuple):
     """The kernels of one covariance type."""
 
-    second: object  # chunk (n, d) -> (n, p)
+    second: object  # chunk (d, n), out (p, n): fills out
+    n_second: object  # d -> p
     precision_cholesky: object  # covariances -> upper factors U
     precisions: object  # U -> P
     log_det: object  # U, d -> (K,) log det U_k
-    second_natural: object  # P -> (p, K)
+    second_natural: object  # P -> (K, p)
     precision_times_means: object  # P, means -> (K, d)
     covariances: object  # nk, means, second sums, reg, **data -> covariances
     covariance_factors: object  # covariances -> L (K, d, d) or std (K, d) / (K, 1)
@@ -285,6 +293,7 @@ class CovarianceKernels(NamedTuple):
 KERNELS = {
     "full": CovarianceKernels(
         _second_full,
+        lambda d: d * (d + 1) // 2,
         _precision_cholesky_full,
         _precisions_full,
         _log_det_full,
@@ -296,6 +305,7 @@ KERNELS = {
     ),
     "tied": CovarianceKernels(
         _second_tied,
+        lambda d: 0,
         _precision_cholesky_tied,
         _precisions_full,
         _log_det_tied,
@@ -307,6 +317,7 @@ KERNELS = {
     ),
     "diag": CovarianceKernels(
         _second_diag,
+        lambda d: d,
         _precision_cholesky_vector,
         _precisions_vector,
         _log_det_diag,
@@ -318,6 +329,7 @@ KERNELS = {
     ),
     "spherical": CovarianceKernels(
         _second_spherical,
+        lambda d: 1,
         _precision_cholesky_vector,
         _precisions_vector,
         _log_det_spherical,
@@ -333,17 +345,18 @@ KERNELS = {
 def natural_parameters(kern, means, precisions_chol, log_weights):
     """Coefficients of the chunk features and the per-component constants.
 
-    ``features(X) @ coef + const`` is log(weight_k N(x | mu_k, Sigma_k)) for
-    every covariance type except ``tied``, where the component-free term
-    -1/2 x^T P x is left out (see :func:`tied_quadratic`).
+    ``coef @ features + const[:, None]`` is log(weight_k N(x | mu_k, Sigma_k))
+    for every covariance type except ``tied``, where the component-free term
+    -1/2 x^T P x is left out (see :func:`tied_quadratic`). ``means`` are
+    taken about the same shift as the features.
 
-    Returns coef (p + d, K) and const (K,).
+    Returns coef (K, p + d) and const (K,).
     """
     precisions = kern.precisions(precisions_chol)
     p_mu = kern.precision_times_means(precisions, means)
-    # reshape: the tied model has no second-order rows, (0, K).
-    second_coef = kern.second_natural(precisions).reshape(-1, len(means))
-    coef = np.vstack([-0.5 * second_coef, p_mu.T])
+    # reshape: the tied model has no second-order coefficients, (K, 0).
+    second_coef = kern.second_natural(precisions).reshape(len(means), -1)
+    coef = np.hstack([-0.5 * second_coef, p_mu])
     const = (
         -0.5 * np.einsum("kd,kd->k", p_mu, means)
         + kern.log_det(precisions_chol, means.shape[1])
@@ -353,20 +366,21 @@ def natural_parameters(kern, means, precisions_chol, log_weights):
     return coef, const
 
 
-def tied_quadratic(X, precision_chol):
-    """-1/2 x^T P x of each row for the tied model: (n, d), (d, d) -> (n,)."""
-    y = X @ precision_chol
-    return -0.5 * np.einsum("ij,ij->i", y, y)
+def tied_quadratic(XT, precision_chol):
+    """-1/2 x^T P x of each sample for the tied model: (d, n), (d, d) -> (n,)."""
+    y = precision_chol.T @ XT
+    return -0.5 * np.einsum("ij,ij->j", y, y)
 
 
 def log_normalize(weighted_log_prob):
-    """Responsibilities and log-normaliser, in place: (n, K) -> (n, K), (n,).
+    """Responsibilities and log-normaliser over components, in place.
 
-    Overwrites ``weighted_log_prob`` with exp(wlp - logsumexp(wlp)).
+    (K, n) -> (K, n), (n,). Overwrites ``weighted_log_prob`` with
+    exp(wlp - logsumexp(wlp)), the normalisation taken over axis 0.
     """
-    row_max = np.max(weighted_log_prob, axis=1, keepdims=True)
-    weighted_log_prob -= row_max
+    col_max = np.max(weighted_log_prob, axis=0)
+    weighted_log_prob -= col_max
     resp = np.exp(weighted_log_prob, out=weighted_log_prob)
-    total = np.sum(resp, axis=1, keepdims=True)
+    total = np.sum(resp, axis=0)
     resp /= total
-    return resp, (np.log(total) + row_max)[:, 0]
+    return resp, np.log(total) + col_max

@@ -259,10 +259,10 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return _Data(X, sample_weight, shift, total_weight, scatter)
 
     def _row_bytes(self, X):
-        """Bytes of temporaries per row of a chunk: features, and (n, K) twice."""
+        """Bytes of temporaries per row of a chunk: features, and (K, n) twice."""
         n_features = X.shape[1]
-        n_second = self._kernels.second(np.empty((0, n_features))).shape[1]
-        return X.itemsize * (n_second + 2 * n_features + 2 * self.n_components)
+        n_columns = self._kernels.n_second(n_features) + 2 * n_features
+        return X.itemsize * (n_columns + 2 * self.n_components)
 
     def _initialize(self, X, sample_weight, random_state):
         weights = means = covariances = None
@@ -274,7 +274,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             resp = self._initial_responsibilities(X, sample_weight, random_state)
             data = self._prepare(X, sample_weight)
             chunk_statistics = partial(
-                _resp_statistics, second=self._kernels.second, shift=data.shift
+                _resp_statistics, kern=self._kernels, shift=data.shift
             )
             statistics = self._sum_over_chunks(
                 chunk_statistics, X, sample_weight, self._row_bytes(X), resp
@@ -326,7 +326,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
         chunk_statistics = partial(
             _expected_statistics,
-            second=self._kernels.second,
+            kern=self._kernels,
             shift=data.shift,
             coef=coef,
             const=const,
@@ -348,8 +348,13 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.precisions_cholesky_ = self._kernels.precision_cholesky(self.covariances_)
 
     def _parameters_from_statistics(self, data, resp_sum, feature_sums):
-        """Closed-form maximisation: (nk, means, covariances)."""
+        """Closed-form maximisation: (nk, means, covariances).
+
+        ``feature_sums`` (p + d, K): sums of the chunk features weighted by
+        the responsibilities.
+        """
         n_features = data.X.shape[1]
+        feature_sums = feature_sums.T
         # As scikit-learn: 10 eps keeps empty components finite.
         nk = resp_sum + 10 * np.finfo(resp_sum.dtype).eps
         first = feature_sums[:, -n_features:]
@@ -391,16 +396,21 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _weighted_log_prob(self, X):
         """log(weight_k p(x | k)) of validated X: (n, K), computed in chunks."""
         kern = gk.KERNELS[self.covariance_type]
+        # Features about the mixture's mean keep the quadratic forms accurate.
+        shift = self.weights_ @ self.means_
         coef, const = gk.natural_parameters(
-            kern, self.means_, self.precisions_cholesky_, np.log(self.weights_)
+            kern, self.means_ - shift, self.precisions_cholesky_, np.log(self.weights_)
         )
         out = np.empty((X.shape[0], self.n_components), dtype=coef.dtype)
         for rows in gen_batches(X.shape[0], MAX_CHUNK_ROWS):
-            out[rows] = gk.features(X[rows], kern.second) @ coef + const
+            features = gk.features(X[rows], shift, kern)
+            log_prob = coef @ features + const[:, np.newaxis]
             if self.covariance_type == "tied":
-                out[rows] += gk.tied_quadratic(X[rows], self.precisions_cholesky_)[
-                    :, np.newaxis
-                ]
+                n_features = X.shape[1]
+                log_prob += gk.tied_quadratic(
+                    features[-n_features:], self.precisions_cholesky_
+                )
+            out[rows] = log_prob.T
         return out
 
     def _score_samples(self, X):
@@ -438,8 +448,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        resp, _ = gk.log_normalize(self._weighted_log_prob(X))
-        return resp
+        resp, _ = gk.log_normalize(self._weighted_log_prob(X).T)
+        return resp.T
 
     def transform(self, X):
         """The posterior p(z | x): responsibilities, as :meth:`predict_proba`.
@@ -515,23 +525,22 @@ def _weighted_scatter(X, weight):
     return X.T @ (X if weight is None else X * weight[:, np.newaxis])
 
 
-def _resp_statistics(Xc, wc, resp, *, second, shift):
-    """Sufficient statistics of a chunk for given responsibilities."""
-    if wc is not None:
-        resp = resp * wc[:, np.newaxis]
-    return resp.sum(axis=0), resp.T @ gk.features(Xc - shift, second)
+def _resp_statistics(X, weight, resp, *, kern, shift):
+    """Sufficient statistics of a chunk for given responsibilities (n, K)."""
+    resp = resp.T if weight is None else resp.T * weight
+    return resp.sum(axis=1), gk.features(X, shift, kern) @ resp.T
 
 
-def _expected_statistics(Xc, wc, *, second, shift, coef, const):
+def _expected_statistics(X, weight, *, kern, shift, coef, const):
     """E-step on a chunk: responsibility sums, feature sums, log-likelihood."""
-    features = gk.features(Xc - shift, second)
-    resp, log_norm = gk.log_normalize(features @ coef + const)
-    if wc is None:
+    features = gk.features(X, shift, kern)
+    resp, log_norm = gk.log_normalize(coef @ features + const[:, np.newaxis])
+    if weight is None:
         log_likelihood = log_norm.sum()
     else:
-        resp *= wc[:, np.newaxis]
-        log_likelihood = wc @ log_norm
-    return resp.sum(axis=0), resp.T @ features, log_likelihood
+        resp *= weight
+        log_likelihood = log_norm @ weight
+    return resp.sum(axis=1), features @ resp.T, log_likelihood
 
 
 def _invert(precisions, covariance_type):
