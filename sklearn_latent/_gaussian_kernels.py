@@ -167,7 +167,8 @@ def _second_natural_full(precisions):
     """(K, d, d) precisions -> (K, p): coefficients of x_i x_j, i <= j."""
     rows, cols = np.triu_indices(precisions.shape[-1])
     # Off-diagonal products appear once in the upper triangle but twice in x^T P x.
-    return precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
+    multiplicity = np.where(rows == cols, 1, 2).astype(precisions.dtype)
+    return precisions[:, rows, cols] * multiplicity
 
 
 def _second_natural_tied(precision):

@@ -240,7 +240,6 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 self.n_components,
                 n_features,
             )
-        self._kernels = gk.KERNELS[self.covariance_type]
 
     def _prepare(self, X, sample_weight):
         # Statistics are taken about the weighted data mean: a shift that keeps
@@ -257,6 +256,10 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 X.itemsize * X.shape[1],
             )
         return _Data(X, sample_weight, shift, total_weight, scatter)
+
+    @property
+    def _kernels(self):
+        return gk.KERNELS[self.covariance_type]
 
     def _row_bytes(self, X):
         """Bytes of temporaries per row of a chunk: features, and (K, n) twice."""
@@ -387,7 +390,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _n_parameters(self):
         n_features = self.means_.shape[1]
-        cov_params = gk.KERNELS[self.covariance_type].n_covariance_parameters(
+        cov_params = self._kernels.n_covariance_parameters(
             self.n_components, n_features
         )
         return int(cov_params + n_features * self.n_components + self.n_components - 1)
@@ -395,7 +398,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     # ------------------------------------------------------------ inference
     def _weighted_log_prob(self, X):
         """log(weight_k p(x | k)) of validated X: (n, K), computed in chunks."""
-        kern = gk.KERNELS[self.covariance_type]
+        kern = self._kernels
         # Features about the mixture's mean keep the quadratic forms accurate.
         shift = self.weights_ @ self.means_
         coef, const = gk.natural_parameters(
@@ -491,7 +494,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _sample(self, n_samples, random_state):
         counts = random_state.multinomial(n_samples, self.weights_)
-        factors = gk.KERNELS[self.covariance_type].covariance_factors(self.covariances_)
+        factors = self._kernels.covariance_factors(self.covariances_)
         n_features = self.means_.shape[1]
         X = np.empty((n_samples, n_features), dtype=self.means_.dtype)
         start = 0

@@ -1,0 +1,377 @@
+"""EMGaussianMixture against scikit-learn's GaussianMixture and brute force."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn import config_context
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_latent import EMGaussianMixture
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
+FITTED = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"]
+
+
+def blobs(n_samples=400, n_features=4, centers=3, random_state=0):
+    X, _ = make_blobs(
+        n_samples, n_features=n_features, centers=centers, random_state=random_state
+    )
+    return X
+
+
+def full_covariance(gm, k):
+    """Component k's covariance as a (d, d) matrix, whatever the type."""
+    d = gm.means_.shape[1]
+    return {
+        "full": lambda: gm.covariances_[k],
+        "tied": lambda: gm.covariances_,
+        "diag": lambda: np.diag(gm.covariances_[k]),
+        "spherical": lambda: gm.covariances_[k] * np.eye(d),
+    }[gm.covariance_type]()
+
+
+def fit_both(X, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianMixture(**params).fit(X), EMGaussianMixture(**params).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_parity_with_scikit_learn(covariance_type, init_params):
+    X = blobs()
+    ref, ours = fit_both(
+        X,
+        n_components=3,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        random_state=0,
+        max_iter=30,
+        tol=0,
+    )
+    for name in FITTED:
+        assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-7, atol=0)
+    # The first bound of a single-point start (k-means++, random_from_data) is
+    # ill-conditioned: its variances are reg_covar plus rounding of order
+    # eps |x|^2 in either library, which moves it by ~3e-8 relative here.
+    assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-7, atol=0)
+    assert ours.n_iter_ == ref.n_iter_ == 30
+    assert_allclose(ours.score_samples(X), ref.score_samples(X), rtol=1e-10)
+    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-10)
+    assert_allclose(ours.bic(X), ref.bic(X), rtol=1e-10)
+    assert_allclose(ours.aic(X), ref.aic(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parity_with_user_initialisation_and_restarts(covariance_type):
+    X = blobs(n_samples=300, n_features=3, random_state=1)
+    start = GaussianMixture(3, covariance_type=covariance_type, max_iter=1).fit(X)
+    ref, ours = fit_both(
+        X,
+        n_components=3,
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        n_init=2,
+    )
+    for name in FITTED:
+        assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-7)
+    assert ours.n_iter_ == ref.n_iter_ and ours.converged_ == ref.converged_
+    assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-7)
+    # The user's arrays are validated into copies, never replaced.
+    assert ours.get_params()["weights_init"] is start.weights_
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_default_fit_matches_scikit_learn(covariance_type):
+    X = blobs(n_samples=500, n_features=5, centers=4, random_state=2)
+    ref, ours = fit_both(
+        X, n_components=4, covariance_type=covariance_type, n_init=3, random_state=3
+    )
+    assert ours.n_iter_ == ref.n_iter_ and ours.converged_
+    assert_allclose(ours.means_, ref.means_, rtol=1e-7)
+    assert_allclose(ours.lower_bound_, ref.lower_bound_, rtol=1e-9)
+    assert_array_equal(ours.predict(X), ref.predict(X))
+    assert_array_equal(ours.fit_predict(X), ref.fit_predict(X))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_is_computed_in_float32(covariance_type):
+    X = blobs().astype(np.float32)
+    gm = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    for name in FITTED:
+        assert getattr(gm, name).dtype == np.float32, name
+    assert gm.score_samples(X).dtype == np.float32
+    assert gm.transform(X).dtype == np.float32
+    ref = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    assert_allclose(gm.means_, ref.means_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_score_samples_is_brute_force_log_likelihood(covariance_type):
+    X = blobs(n_samples=200)
+    gm = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    covariances = [full_covariance(gm, k) for k in range(3)]
+    log_prob = np.column_stack(
+        [
+            np.log(w) + multivariate_normal(m, c).logpdf(X)
+            for w, m, c in zip(gm.weights_, gm.means_, covariances, strict=True)
+        ]
+    )
+    assert_allclose(gm.score_samples(X), logsumexp(log_prob, axis=1), rtol=1e-10)
+    assert_allclose(gm.score(X), logsumexp(log_prob, axis=1).mean(), rtol=1e-10)
+    resp = np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+    assert_allclose(gm.transform(X), resp, atol=1e-12)
+    # The bound recorded at the last E-step is the log-likelihood of the
+    # parameters before the last M-step: the final score is at least as high.
+    assert gm.score(X) >= gm.lower_bound_ - 1e-12
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_lower_bound_never_decreases(covariance_type):
+    # Exact EM (reg_covar=0): the log-likelihood cannot decrease. (Single-point
+    # starts need reg_covar > 0, so the starts here are kmeans and random.)
+    for seed in range(15):
+        rng = np.random.RandomState(seed)
+        n_features = rng.randint(1, 6)
+        X = rng.randn(300, n_features) * rng.uniform(0.1, 10, n_features)
+        X[:150] += rng.uniform(-5, 5, n_features)
+        gm = EMGaussianMixture(
+            n_components=rng.randint(2, 6),
+            covariance_type=covariance_type,
+            init_params=["kmeans", "random"][seed % 2],
+            reg_covar=0.0,
+            tol=0,
+            max_iter=40,
+            random_state=seed,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(X)
+        bounds = np.asarray(gm.lower_bounds_)
+        assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:])), seed
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_chunking_does_not_change_the_fit(covariance_type):
+    X = blobs(n_samples=3000)
+    params = dict(n_components=3, covariance_type=covariance_type, random_state=0)
+    whole = EMGaussianMixture(**params).fit(X)
+    with config_context(working_memory=0.01):  # about 10 kB: many chunks
+        chunked = EMGaussianMixture(**params).fit(X)
+    for name in FITTED:
+        assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-10)
+
+
+def test_data_far_from_the_origin():
+    # Statistics about the data mean keep the fit accurate under a translation.
+    X = blobs()
+    offset = 1e6
+    params = dict(n_components=3, random_state=0, tol=0, max_iter=20)
+    near = EMGaussianMixture(**params).fit(X)
+    far = EMGaussianMixture(**params).fit(X + offset)
+    assert_allclose(far.means_ - offset, near.means_, atol=1e-8)
+    assert_allclose(far.covariances_, near.covariances_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_integer_weights_equal_repeated_rows(covariance_type):
+    rng = np.random.RandomState(0)
+    X = blobs(n_samples=120)
+    weights = rng.randint(0, 4, size=len(X))
+    start = GaussianMixture(3, covariance_type=covariance_type, max_iter=1).fit(X)
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=0,
+        max_iter=15,
+    )
+    weighted = EMGaussianMixture(**params).fit(X, sample_weight=weights)
+    repeated = EMGaussianMixture(**params).fit(np.repeat(X, weights, axis=0))
+    for name in FITTED:
+        assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-9)
+    assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
+
+
+def test_zero_weight_ignores_a_row_in_every_initialisation():
+    X = blobs(n_samples=100)
+    outliers = np.full((5, 4), 1e3)
+    X_out = np.vstack([X, outliers])
+    weights = np.r_[np.ones(len(X)), np.zeros(5)]
+    for init_params in INIT_PARAMS:
+        gm = EMGaussianMixture(3, init_params=init_params, random_state=0)
+        gm.fit(X_out, sample_weight=weights)
+        assert np.all(np.abs(gm.means_) < 100), init_params
+
+
+def test_kmeans_initialisation_uses_the_weights():
+    from sklearn.cluster import KMeans
+
+    X = blobs(n_samples=200)
+    weights = np.random.RandomState(0).uniform(0, 3, len(X))
+    gm = EMGaussianMixture(3, max_iter=0, random_state=0)
+    gm.fit(X, sample_weight=weights)
+    labels = (
+        KMeans(3, n_init=1, random_state=np.random.RandomState(0))
+        .fit(X, sample_weight=weights)
+        .labels_
+    )
+    expected = [
+        np.average(X[labels == k], axis=0, weights=weights[labels == k])
+        for k in range(3)
+    ]
+    assert_allclose(gm.means_, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "sample_weight, message",
+    [
+        (-np.ones(50), "Negative values"),
+        (np.zeros(50), "at least one non-zero"),
+        (np.ones(49), "shape"),
+    ],
+)
+def test_bad_sample_weight(sample_weight, message):
+    X = blobs(n_samples=50)
+    with pytest.raises(ValueError, match=message):
+        EMGaussianMixture(2).fit(X, sample_weight=sample_weight)
+
+
+def test_too_few_weighted_rows():
+    X = blobs(n_samples=50)
+    weights = np.zeros(50)
+    weights[:2] = 1
+    with pytest.raises(ValueError, match="n_samples >= n_components"):
+        EMGaussianMixture(3).fit(X, sample_weight=weights)
+
+
+@pytest.mark.parametrize(
+    "X, error, message",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0]]), ValueError, "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [0.0, 1.0]]), ValueError, "infinity"),
+        (np.empty((0, 3)), ValueError, "0 sample"),
+        (np.ones((1, 3)), ValueError, "minimum of 2"),
+        (np.ones((3, 2)) + 1j, ValueError, "Complex data not supported"),
+        (np.array([["a", "b"], ["c", "d"]], dtype=object), ValueError, "convert"),
+        (scipy.sparse.csr_array(np.eye(3)), TypeError, "dense data is required"),
+    ],
+)
+def test_bad_input(X, error, message):
+    with pytest.raises(error, match=message):
+        EMGaussianMixture().fit(X)
+
+
+def test_more_components_than_samples():
+    with pytest.raises(ValueError, match="n_samples >= n_components"):
+        EMGaussianMixture(5).fit(np.random.RandomState(0).randn(4, 2))
+
+
+def test_wrong_number_of_features_after_fit():
+    gm = EMGaussianMixture(2, random_state=0).fit(blobs())
+    with pytest.raises(ValueError, match="features"):
+        gm.predict(np.ones((3, 5)))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_ill_conditioned_covariance_says_what_to_do(covariance_type):
+    X = np.repeat(np.random.RandomState(0).randn(4, 3), 10, axis=0)
+    gm = EMGaussianMixture(
+        4, covariance_type=covariance_type, reg_covar=0, random_state=0
+    )
+    with pytest.raises(ValueError, match="increase reg_covar"):
+        gm.fit(X)
+
+
+@pytest.mark.parametrize(
+    "param, value, message",
+    [
+        ("weights_init", [0.5, 0.6], "normalized"),
+        ("weights_init", [0.5, 0.5, 0.0], "shape"),
+        ("means_init", np.zeros((3, 4)), "shape"),
+        ("precisions_init", -np.ones((2, 4)), "positive"),
+    ],
+)
+def test_bad_initial_parameters(param, value, message):
+    params = {"covariance_type": "diag", param: value}
+    with pytest.raises(ValueError, match=message):
+        EMGaussianMixture(2, **params).fit(blobs())
+
+
+def test_convergence_warning_and_warm_start():
+    X = blobs()
+    gm = EMGaussianMixture(
+        3, init_params="random", max_iter=2, tol=0, warm_start=True, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        gm.fit(X)
+    first = list(gm.lower_bounds_)
+    gm.set_params(max_iter=100, tol=1e-3).fit(X)
+    assert gm.converged_
+    # The second fit resumed: it starts above where the first one ended, and
+    # far above a fresh random start.
+    assert gm.lower_bounds_[0] > first[-1] > first[0]
+
+
+def test_verbose_output(capsys):
+    EMGaussianMixture(2, verbose=2, verbose_interval=1, random_state=0).fit(blobs())
+    out = capsys.readouterr().out
+    assert "Initialization 0" in out and "Iteration 1" in out and "converged" in out
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_sample_follows_the_model(covariance_type):
+    gm = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0)
+    gm.fit(blobs())
+    X, labels = gm.sample(20000)
+    assert X.shape == (20000, 4) and labels.shape == (20000,)
+    assert_allclose(np.bincount(labels) / 20000, gm.weights_, atol=0.02)
+    for k in range(3):
+        assert_allclose(X[labels == k].mean(axis=0), gm.means_[k], atol=0.1)
+    assert_allclose(np.cov(X[labels == 0].T), full_covariance(gm, 0), atol=0.1)
+    with pytest.raises(ValueError, match="at least one sample"):
+        gm.sample(0)
+
+
+def test_transform_and_feature_names():
+    pd = pytest.importorskip("pandas")
+    X = blobs()
+    gm = EMGaussianMixture(3, random_state=0).fit(X)
+    resp = gm.transform(X)
+    assert resp.shape == (len(X), 3)
+    assert_allclose(resp.sum(axis=1), 1)
+    assert_array_equal(
+        gm.get_feature_names_out(),
+        ["emgaussianmixture0", "emgaussianmixture1", "emgaussianmixture2"],
+    )
+    frame = gm.set_output(transform="pandas").transform(pd.DataFrame(X))
+    assert list(frame.columns) == list(gm.get_feature_names_out())
+
+
+def test_pipeline_grid_search_and_pickle():
+    X = blobs(n_samples=300, centers=3)
+    pipe = make_pipeline(StandardScaler(), EMGaussianMixture(random_state=0))
+    search = GridSearchCV(
+        pipe, {"emgaussianmixture__n_components": [1, 2, 3, 4]}, cv=3, n_jobs=2
+    ).fit(X)
+    # Held-out log-likelihood picks more than one component on three blobs.
+    assert search.best_params_["emgaussianmixture__n_components"] > 1
+    restored = pickle.loads(pickle.dumps(search.best_estimator_))
+    assert_array_equal(restored.predict(X), search.best_estimator_.predict(X))
+    assert_allclose(restored.score_samples(X), search.best_estimator_.score_samples(X))
