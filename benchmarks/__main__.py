@@ -1,0 +1,125 @@
+"""Run every benchmark: ``python -m benchmarks [--quick] [--out DIR]``.
+
+Each ``benchmarks/bench_*.py`` module exposes ``run(quick) -> list[dict]``.
+Prints one table of ratios measured side by side, writes ``results.json`` and
+``scaling.png`` (time per iteration against n_samples and n_components) into
+the output folder.
+"""
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+MODULES = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+
+
+def format_row(row):
+    if "speedup" in row:
+        scores = ""
+        if row.get("ours_score") is not None:
+            scores = f"{row['ours_score']:>11.4f} {row['ref_score']:>11.4f}"
+        return (
+            f"{row['case']:<44} {row['ours_s']:>10.4f} {row['ref_s']:>10.4f} "
+            f"{row['speedup']:>7.2f}x {scores}  [{row['unit']}; vs {row['reference']}]"
+        )
+    return (
+        f"{row['case']:<44} {row['ours_mb']:>8.1f}MB {row['ref_mb']:>8.1f}MB "
+        f"{row['ratio']:>7.2f}   [{row['unit']}; vs {row['reference']}]"
+    )
+
+
+def print_table(rows):
+    print(
+        f"{'case':<44} {'ours':>10} {'reference':>10} {'speedup':>8} "
+        f"{'our score':>11} {'ref score':>11}"
+    )
+    for row in rows:
+        print(format_row(row), flush=True)
+
+
+def plot_scaling(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, suffix, key in [
+        (axes[0], "_scaling_n", "n_samples"),
+        (axes[1], "_scaling_k", "n_components"),
+    ]:
+        for name in sorted(
+            {r["benchmark"] for r in rows if r["benchmark"].endswith(suffix)}
+        ):
+            series = [r for r in rows if r["benchmark"] == name]
+            x = [r[key] for r in series]
+            label = name.removesuffix(suffix)
+            ax.plot(x, [r["ours_s"] for r in series], "o-", label=f"{label}: ours")
+            ax.plot(x, [r["ref_s"] for r in series], "s--", label=f"{label}: reference")
+        ax.set_xlabel(key)
+        ax.set_ylabel("seconds")
+        ax.set_xscale("log" if key == "n_samples" else "linear")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_title("cost against n_samples")
+    axes[1].set_title("cost against n_components")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one repeat: about a minute"
+    )
+    parser.add_argument(
+        "--out",
+        default="benchmarks/results",
+        help="folder for results.json and scaling.png",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=MODULES,
+        choices=MODULES,
+        help="run only these modules",
+    )
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = []
+    started = time.perf_counter()
+    for name in args.only:
+        print(f"== {name}", flush=True)
+        module = importlib.import_module(f"benchmarks.{name}")
+        module_rows = module.run(quick=args.quick)
+        print_table(module_rows)
+        rows += module_rows
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "quick": args.quick,
+        "seconds": time.perf_counter() - started,
+    }
+    (out / "results.json").write_text(
+        json.dumps({"machine": machine, "rows": rows}, indent=1, default=float)
+    )
+    plot_scaling(rows, out / "scaling.png")
+    print(f"wrote {out / 'results.json'} and {out / 'scaling.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
