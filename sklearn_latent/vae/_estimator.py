@@ -322,8 +322,8 @@ class VAEEstimator(
         if not self.converged_:
             warnings.warn(
                 f"VAEEstimator: maximum number of epochs (max_iter={self.max_iter}) "
-                "reached and the ELBO has not converged yet; raise max_iter or "
-                "learning_rate_init.",
+                "reached and the ELBO has not converged yet; consider increasing "
+                "max_iter.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
