@@ -1,0 +1,645 @@
+"""VAEEstimator: a PyTorch variational auto-encoder as a scikit-learn estimator."""
+
+import copy
+import io
+import warnings
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn import get_config
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    DensityMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_array, check_random_state, gen_batches
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._losses import elbo_terms, iwae
+from ._modules import ACTIVATIONS, VAE
+from ._training import train
+
+# Noise draws averaged by score_samples: enough to make the per-row ELBO
+# estimate smooth, few enough to stay cheap.
+ELBO_DRAWS = 32
+_SEED_MAX = np.iinfo(np.int32).max
+
+
+class VAEEstimator(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator
+):
+    """Variational auto-encoder (PyTorch) with the scikit-learn API.
+
+    The model is p(z) p(x|z) with a standard normal prior on the
+    ``n_components``-dimensional latent z and a decoder MLP for p(x|z); an
+    encoder MLP gives the approximate posterior q(z|x), a diagonal Gaussian.
+    Both are trained together with Adam on mini-batches to maximise the
+    evidence lower bound (ELBO) log p(x) - KL[q(z|x) || p(z|x)].
+
+    With ``hidden_layer_sizes=()`` and the Gaussian likelihood the VAE is
+    linear, and at its optimum the ELBO equals the exact log-likelihood of
+    factor analysis.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the latent space.
+
+    hidden_layer_sizes : array-like of int, default=(128, 128)
+        Sizes of the encoder's hidden layers; the decoder mirrors them. ``()``
+        gives a linear VAE.
+
+    activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+        Activation between hidden layers, as in
+        :class:`~sklearn.neural_network.MLPRegressor`.
+
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        p(x|z): ``"gaussian"`` with the decoder as mean and a learned variance
+        per feature, or ``"bernoulli"`` with the decoder as logits, for data
+        in [0, 1].
+
+    beta : float, default=1.0
+        Weight of the KL term in the training objective (a beta-VAE).
+        ``lower_bounds_`` and the scores are always the plain ELBO.
+
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` is ``min(200, n_samples)``.
+
+    learning_rate_init : float, default=1e-3
+        Adam's learning rate.
+
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the training data).
+
+    tol : float, default=1e-4
+        Smallest rise of the ELBO (nats per sample) that counts as progress.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when its ELBO stops
+        improving and keep the parameters of its best epoch.
+
+    validation_fraction : float, default=0.1
+        Share of the data held out when ``early_stopping=True``.
+
+    n_iter_no_change : int, default=10
+        Training stops, converged, when the ELBO (training, or validation with
+        ``early_stopping``) has not risen by ``tol`` for more than this many
+        consecutive epochs. ``np.inf`` always trains ``max_iter`` epochs.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation, batches, noise draws, validation split and
+        :meth:`sample`. Pass an int for results that are identical across
+        calls (on the CPU). Fitting never uses or advances numpy's or torch's
+        global random state; ``None`` draws fresh entropy.
+
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to train and evaluate; ``"auto"`` picks CUDA when available.
+
+    n_threads : int or None, default=1
+        Torch CPU threads while fitting and evaluating (restored afterwards);
+        ``None`` leaves torch's setting alone. Small networks run fastest on a
+        single thread; raise it for wide layers or big batches.
+
+    verbose : int, default=0
+        Print the ELBO after each epoch when positive.
+
+    warm_start : bool, default=False
+        Continue training the fitted networks (and Adam's state) instead of
+        starting afresh. The architecture must not change.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The fitted networks: ``module_.encoder``, ``module_.decoder`` and, for
+        the Gaussian likelihood, the noise log-variances ``module_.log_var``.
+
+    optimizer_ : torch.optim.Adam
+        The optimiser, kept for ``warm_start``.
+
+    device_ : str
+        The device the networks live on.
+
+    lower_bounds_ : list of float
+        Training ELBO (mean nats per sample) of each epoch of the last fit.
+
+    lower_bound_ : float
+        Training ELBO of the kept epoch: the last one, or with early stopping
+        the best on validation.
+
+    validation_scores_ : list of float or None
+        Validation ELBO of each epoch with ``early_stopping``, else None.
+
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``, else None.
+
+    n_iter_ : int
+        Number of epochs run by the last fit.
+
+    converged_ : bool
+        Whether the last fit stopped by the ``tol``/``n_iter_no_change`` rule
+        rather than at ``max_iter``.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when they are all strings.
+
+    See Also
+    --------
+    sklearn.decomposition.FactorAnalysis : The linear-Gaussian special case,
+        fitted exactly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_latent import VAEEstimator
+    >>> X = np.random.RandomState(0).normal(size=(100, 4))
+    >>> vae = VAEEstimator(n_components=2, hidden_layer_sizes=(16,), max_iter=20,
+    ...                    random_state=0).fit(X)
+    >>> vae.transform(X).shape
+    (100, 2)
+    >>> vae.score_samples(X).shape, vae.log_likelihood(X, n_samples=100).shape
+    ((100,), (100,))
+    >>> X_new, Z_new = vae.sample(5)
+    >>> X_new.shape, Z_new.shape
+    ((5, 4), (5, 2))
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "random_state": ["random_state"],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128, 128),
+        activation="relu",
+        likelihood="gaussian",
+        beta=1.0,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        random_state=None,
+        device="cpu",
+        n_threads=1,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.beta = beta
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.device = device
+        self.n_threads = n_threads
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the encoder and decoder on X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        warm = self.warm_start and hasattr(self, "module_")
+        X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
+        architecture = (
+            X.shape[1],
+            self.n_components,
+            _hidden_layer_sizes(self.hidden_layer_sizes),
+            self.activation,
+            self.likelihood,
+        )
+        rng = _random_state(self.random_state)
+        init_seed, train_seed, split_seed, noise_seed = (
+            int(s) for s in rng.randint(_SEED_MAX, size=4)
+        )
+        if warm:
+            if self.module_.architecture() != architecture:
+                raise ValueError(
+                    "warm_start=True continues training the fitted networks, so "
+                    "n_components, hidden_layer_sizes, activation and likelihood "
+                    "must stay as they were; set warm_start=False to start afresh."
+                )
+            for group in self.optimizer_.param_groups:
+                group["lr"] = self.learning_rate_init
+        else:
+            self.device_ = _resolve_device(self.device)
+            self.module_ = _build_module(architecture, init_seed).to(self.device_)
+            self.optimizer_ = torch.optim.Adam(
+                self.module_.parameters(), lr=self.learning_rate_init
+            )
+            self._noise_seed = noise_seed
+
+        X_val = None
+        if self.early_stopping:
+            X, X_val = train_test_split(
+                X, test_size=self.validation_fraction, random_state=split_seed
+            )
+        batch_size = min(200, len(X)) if self.batch_size == "auto" else self.batch_size
+        with _torch_threads(self.n_threads):
+            history = train(
+                self.module_,
+                self.optimizer_,
+                self._to_tensor(X, torch.float32),
+                None if X_val is None else self._to_tensor(X_val, torch.float32),
+                batch_size=batch_size,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                beta=self.beta,
+                generator=torch.Generator(self.device_).manual_seed(train_seed),
+                validation_noise=self._fixed_noise(ELBO_DRAWS).float(),
+                verbose=self.verbose,
+            )
+
+        self.lower_bounds_ = history.lower_bounds
+        kept_epoch = history.best_epoch if self.early_stopping else -1
+        self.lower_bound_ = history.lower_bounds[kept_epoch]
+        self.validation_scores_ = history.validation_scores or None
+        self.best_validation_score_ = (
+            max(history.validation_scores) if self.early_stopping else None
+        )
+        self.n_iter_ = len(history.lower_bounds)
+        self.converged_ = history.converged
+        if not self.converged_:
+            warnings.warn(
+                f"VAEEstimator: maximum number of epochs (max_iter={self.max_iter}) "
+                "reached and the ELBO has not converged yet; consider increasing "
+                "max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def transform(self, X):
+        """Encode X: the mean of q(z|x) for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            Posterior means, in X's floating dtype.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
+        Z = self._map_rows(lambda module, x: module.encode(x)[0], X, n_draws=1)
+        return Z.astype(X.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        """Decode latent points: the mean of p(x|z) for each row of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent points.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            Decoded means (probabilities for the Bernoulli likelihood).
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.module_.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but {type(self).__name__} "
+                f"decodes points of n_components={self.module_.n_components}."
+            )
+        X_mean = self._map_rows(lambda module, z: module.decoded_mean(z), Z, n_draws=1)
+        return X_mean.astype(Z.dtype, copy=False)
+
+    def score_samples(self, X):
+        """ELBO of each row of X, in nats.
+
+        The expectation over q(z|x) is averaged over a fixed set of noise draws
+        shared by all rows, so the result is deterministic and a row's score
+        does not depend on the other rows passed with it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        elbo : ndarray of shape (n_samples,)
+            Per-sample lower bound on log p(x).
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
+        eps = self._fixed_noise(ELBO_DRAWS)
+
+        def elbo(module, x):
+            reconstruction, kl = elbo_terms(module, x, eps)
+            return reconstruction - kl
+
+        return self._map_rows(elbo, X, n_draws=ELBO_DRAWS)
+
+    def score(self, X, y=None):
+        """Mean ELBO of the rows of X (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        elbo : float
+            Mean per-sample ELBO, in nats.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def log_likelihood(self, X, n_samples=1000):
+        """Importance-weighted (IWAE) estimate of log p(x) for each row of X.
+
+        The bound log (1/K) sum_k p(x, z_k) / q(z_k|x) with K = ``n_samples``
+        draws z_k ~ q(z|x) lies above the ELBO and tends to log p(x) as K
+        grows. The draws are fixed and shared by all rows, as in
+        :meth:`score_samples`; rows are processed in chunks sized by
+        scikit-learn's ``working_memory`` setting.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        n_samples : int, default=1000
+            Number of importance samples K per row.
+
+        Returns
+        -------
+        log_px : ndarray of shape (n_rows,)
+            Per-sample estimate of log p(x), in nats.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"n_samples must be a positive integer, got {n_samples!r}."
+            )
+        X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
+        eps = self._fixed_noise(n_samples)
+        return self._map_rows(lambda m, x: iwae(m, x, eps), X, n_draws=n_samples)
+
+    def sample(self, n_samples=1):
+        """Draw from the model: z ~ p(z), then x ~ p(x|z).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of draws.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Generated data.
+
+        Z : ndarray of shape (n_samples, n_components)
+            The latent points they were drawn from.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"n_samples must be a positive integer, got {n_samples!r}."
+            )
+        seed = int(_random_state(self.random_state).randint(_SEED_MAX))
+        generator = torch.Generator(self.device_).manual_seed(seed)
+        module = self.module_
+        with torch.inference_mode(), _torch_threads(self.n_threads):
+            Z = torch.randn(
+                (n_samples, module.n_components),
+                generator=generator,
+                device=self.device_,
+            )
+            X = module.sample_x(Z, generator)
+        return X.cpu().double().numpy(), Z.cpu().double().numpy()
+
+    @property
+    def _n_features_out(self):
+        # Used by get_feature_names_out; AttributeError (not fitted) before fit.
+        return self.module_.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def __getstate__(self):
+        # Torch objects travel as torch.save bytes so that __setstate__ can map
+        # them to the CPU: a model fitted on a GPU loads on a CPU-only machine.
+        state = dict(super().__getstate__())
+        if "module_" in state:
+            buffer = io.BytesIO()
+            torch.save(
+                {
+                    "module": state.pop("module_"),
+                    "optimizer": state.pop("optimizer_").state_dict(),
+                },
+                buffer,
+            )
+            state["_torch_state"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        if "_torch_state" in state:
+            state = dict(state)
+            saved = torch.load(
+                io.BytesIO(state.pop("_torch_state")),
+                map_location="cpu",
+                weights_only=False,
+            )
+            device = state["device_"]
+            if device != "cpu" and not torch.cuda.is_available():
+                warnings.warn(
+                    f"This VAEEstimator was fitted on {device!r}, which is not "
+                    "available here; it is loaded on the CPU.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                device = "cpu"
+            module = saved["module"].to(device)
+            optimizer = torch.optim.Adam(module.parameters())
+            optimizer.load_state_dict(saved["optimizer"])
+            state.update(module_=module, optimizer_=optimizer, device_=device)
+        super().__setstate__(state)
+
+    def _validate_X(self, X, *, reset, likelihood):
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        if likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                'likelihood="bernoulli" needs data in [0, 1], but X has values '
+                f"in [{X.min():g}, {X.max():g}]; rescale X (e.g. MinMaxScaler) or "
+                'use likelihood="gaussian".'
+            )
+        return X
+
+    def _to_tensor(self, X, dtype):
+        # torch.tensor copies, so read-only (memory-mapped) input is fine.
+        return torch.tensor(X, dtype=dtype, device=self.device_)
+
+    def _fixed_noise(self, n_draws):
+        """Standard normal draws of shape (n_draws, 1, n_components), always the same.
+
+        Every row shares these draws, so their sampling error does not average
+        out over rows; where there are enough of them they are shifted and
+        whitened to sample mean 0 and sample covariance I (moment matching),
+        which removes the error exactly when the expectation depends only on
+        the first two moments, as in the linear Gaussian VAE.
+        """
+        n_components = self.module_.n_components
+        generator = torch.Generator().manual_seed(self._noise_seed)
+        eps = torch.randn(
+            (n_draws, n_components), generator=generator, dtype=torch.float64
+        )
+        if n_draws > n_components:
+            eps = eps - eps.mean(0)
+            cholesky = torch.linalg.cholesky(eps.T @ eps / n_draws)
+            eps = torch.linalg.solve_triangular(cholesky, eps.T, upper=False).T
+        return eps.unsqueeze(1).to(self.device_)
+
+    def _map_rows(self, fn, X, *, n_draws):
+        """Concatenate ``fn(module, x)`` over chunks of rows x of X, as numpy.
+
+        ``module`` is a float64 copy of ``module_``: in float32 a row's result
+        would change in the last bits with the number of rows in its chunk.
+        Chunks hold every layer's activations for ``n_draws`` per row within
+        scikit-learn's ``working_memory``.
+        """
+        module = copy.deepcopy(self.module_).double()
+        widths = (
+            module.n_features + module.n_components + sum(module.hidden_layer_sizes)
+        )
+        row_bytes = 8 * n_draws * 2 * widths
+        chunk = max(1, get_config()["working_memory"] * 2**20 // row_bytes)
+        with torch.inference_mode(), _torch_threads(self.n_threads):
+            parts = [
+                fn(module, self._to_tensor(X[rows], torch.float64)).cpu().numpy()
+                for rows in gen_batches(len(X), chunk)
+            ]
+        return np.concatenate(parts)
+
+
+def _hidden_layer_sizes(hidden_layer_sizes):
+    sizes = (
+        [hidden_layer_sizes]
+        if isinstance(hidden_layer_sizes, Integral)
+        else list(hidden_layer_sizes)
+    )
+    if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+        raise ValueError(
+            f"hidden_layer_sizes must be positive integers, got {hidden_layer_sizes!r}."
+        )
+    return tuple(int(s) for s in sizes)
+
+
+def _random_state(random_state):
+    """check_random_state, except that None gives fresh OS entropy.
+
+    scikit-learn maps None to numpy's global generator; drawing from it would
+    advance global random state, which fitting must never touch.
+    """
+    if random_state is None:
+        return np.random.RandomState()
+    return check_random_state(random_state)
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            'device="cuda" but CUDA is not available to torch '
+            '(torch.cuda.is_available() is False); use device="cpu" or '
+            '"auto", or install a CUDA build of torch.'
+        )
+    return device
+
+
+def _build_module(architecture, seed):
+    """A freshly initialised VAE on the CPU, without touching global random state."""
+    # Built on the meta device (no memory, no global RNG draws), then
+    # initialised from a local generator.
+    with torch.device("meta"):
+        module = VAE(*architecture)
+    module = module.to_empty(device="cpu")
+    module.reset_parameters(torch.Generator().manual_seed(seed))
+    return module
+
+
+@contextmanager
+def _torch_threads(n_threads):
+    """Run torch's CPU ops on ``n_threads`` threads, then restore the setting."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,103 @@
+"""The VAE's torch module: a Gaussian encoder q(z|x) and a decoder p(x|z)."""
+
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+}
+
+
+def mlp(sizes, activation):
+    """Linear layers from ``sizes[0]`` to ``sizes[-1]``, ``activation`` between them."""
+    layers = []
+    for n_in, n_out in pairwise(sizes):
+        if layers:
+            layers.append(ACTIVATIONS[activation]())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """Encoder and decoder MLPs of a VAE with a standard normal prior p(z).
+
+    The encoder maps x to the mean and log-variance of a diagonal Gaussian
+    q(z|x); the decoder mirrors its hidden layers and maps z to the mean of a
+    Gaussian p(x|z) with a learned per-feature log-variance ``log_var`` (the
+    factor-analysis noise, made non-linear), or to the logits of independent
+    Bernoullis. With no hidden layers both maps are affine: a linear VAE.
+
+    Build it under ``torch.device("meta")`` and call :meth:`reset_parameters`
+    with a local generator after ``to_empty``, so that construction never
+    draws from torch's global random state.
+    """
+
+    def __init__(
+        self, n_features, n_components, hidden_layer_sizes, activation, likelihood
+    ):
+        super().__init__()
+        self.n_features = n_features
+        self.n_components = n_components
+        self.hidden_layer_sizes = tuple(hidden_layer_sizes)
+        self.activation = activation
+        self.likelihood = likelihood
+        hidden = list(self.hidden_layer_sizes)
+        self.encoder = mlp([n_features, *hidden, 2 * n_components], activation)
+        self.decoder = mlp([n_components, *hidden[::-1], n_features], activation)
+        self.log_var = (
+            nn.Parameter(torch.empty(n_features)) if likelihood == "gaussian" else None
+        )
+
+    def architecture(self):
+        """What a warm start must keep unchanged."""
+        return (
+            self.n_features,
+            self.n_components,
+            self.hidden_layer_sizes,
+            self.activation,
+            self.likelihood,
+        )
+
+    def reset_parameters(self, generator):
+        """PyTorch's default ``nn.Linear`` initialisation, drawn from ``generator``.
+
+        Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); unit noise
+        variance for the Gaussian likelihood.
+        """
+        with torch.no_grad():
+            for layer in self.modules():
+                if isinstance(layer, nn.Linear):
+                    bound = layer.in_features**-0.5
+                    layer.weight.uniform_(-bound, bound, generator=generator)
+                    layer.bias.uniform_(-bound, bound, generator=generator)
+            if self.log_var is not None:
+                self.log_var.zero_()
+
+    def encode(self, x):
+        """Mean and log-variance of q(z|x), each of shape (..., n_components)."""
+        mean, log_var = self.encoder(x).chunk(2, dim=-1)
+        return mean, log_var
+
+    def decode(self, z):
+        """Mean (Gaussian) or logits (Bernoulli) of p(x|z), shape (..., n_features)."""
+        return self.decoder(z)
+
+    def decoded_mean(self, z):
+        """E[x|z]."""
+        out = self.decode(z)
+        return out if self.likelihood == "gaussian" else torch.sigmoid(out)
+
+    def sample_x(self, z, generator):
+        """Draw x ~ p(x|z) with ``generator``."""
+        out = self.decode(z)
+        if self.likelihood == "gaussian":
+            noise = torch.randn(
+                out.shape, generator=generator, device=out.device, dtype=out.dtype
+            )
+            return out + torch.exp(0.5 * self.log_var) * noise
+        return torch.bernoulli(torch.sigmoid(out), generator=generator)

@@ -1,0 +1,363 @@
+"""VAEEstimator: API contract, determinism, robustness, and the EM-VAE bridge."""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.decomposition import FactorAnalysis
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+torch = pytest.importorskip("torch")
+
+from sklearn_latent import VAEEstimator  # noqa: E402
+
+# Small and quick: 20 epochs of 4 batches.
+SMALL = dict(
+    hidden_layer_sizes=(16,),
+    batch_size=32,
+    learning_rate_init=0.01,
+    max_iter=20,
+    random_state=0,
+)
+
+
+def fit_quietly(estimator, X, y=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
+def parameters(estimator):
+    return [p.detach().clone() for p in estimator.module_.parameters()]
+
+
+@pytest.fixture(scope="module")
+def X():
+    rng = np.random.RandomState(0)
+    return rng.normal(size=(120, 5)) @ rng.normal(size=(5, 5)) + rng.normal(size=5)
+
+
+@pytest.fixture(scope="module")
+def X01():
+    return np.random.RandomState(1).uniform(size=(100, 6))
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    return fit_quietly(VAEEstimator(**SMALL), X)
+
+
+def run_python(code):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+
+
+def test_import_sklearn_latent_does_not_import_torch():
+    result = run_python("import sys, sklearn_latent; print('torch' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_without_torch_vaeestimator_says_how_to_install_it():
+    result = run_python(
+        "import sys; sys.modules['torch'] = None\n"  # makes `import torch` fail
+        "from sklearn_latent import VAEEstimator\n"
+        "try:\n"
+        "    VAEEstimator()\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "sklearn-latent[torch]"' in result.stdout
+
+
+def test_fitted_attributes(fitted, X):
+    assert fitted.n_features_in_ == X.shape[1]
+    assert fitted.n_iter_ == len(fitted.lower_bounds_) == 20
+    assert fitted.lower_bound_ == fitted.lower_bounds_[-1]
+    assert not fitted.converged_
+    assert fitted.validation_scores_ is None
+    assert fitted.device_ == "cpu"
+    assert isinstance(fitted.module_, torch.nn.Module)
+    assert isinstance(fitted.optimizer_, torch.optim.Adam)
+    # Training raises the ELBO.
+    assert fitted.lower_bounds_[-1] > fitted.lower_bounds_[0]
+    assert list(fitted.get_feature_names_out()) == ["vaeestimator0", "vaeestimator1"]
+
+
+def test_method_shapes_and_dtypes(fitted, X):
+    assert fitted.transform(X).shape == (len(X), 2)
+    assert fitted.transform(X.astype(np.float32)).dtype == np.float32
+    assert fitted.score_samples(X).shape == (len(X),)
+    assert fitted.log_likelihood(X, n_samples=10).shape == (len(X),)
+    assert np.isfinite(fitted.score(X))
+    assert fitted.inverse_transform(fitted.transform(X)).shape == X.shape
+    X_new, Z_new = fitted.sample(7)
+    assert X_new.shape == (7, X.shape[1]) and Z_new.shape == (7, 2)
+
+
+def test_same_random_state_gives_identical_results(X):
+    first = fit_quietly(VAEEstimator(**SMALL), X)
+    second = fit_quietly(VAEEstimator(**SMALL), X)
+    assert first.lower_bounds_ == second.lower_bounds_
+    for a, b in zip(parameters(first), parameters(second), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(first.transform(X), second.transform(X))
+    np.testing.assert_array_equal(first.score_samples(X), second.score_samples(X))
+    np.testing.assert_array_equal(first.sample(5)[0], second.sample(5)[0])
+
+    other = fit_quietly(VAEEstimator(**{**SMALL, "random_state": 1}), X)
+    assert other.lower_bounds_ != first.lower_bounds_
+
+
+@pytest.mark.parametrize("random_state", [0, None])
+def test_global_random_state_is_untouched(X, random_state):
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    vae = fit_quietly(VAEEstimator(**{**SMALL, "random_state": random_state}), X)
+    vae.score_samples(X), vae.log_likelihood(X, n_samples=5), vae.sample(3)
+    assert torch.equal(torch_state, torch.get_rng_state())
+    after = np.random.get_state()
+    assert numpy_state[0] == after[0] and numpy_state[2:] == after[2:]
+    np.testing.assert_array_equal(numpy_state[1], after[1])
+
+
+def test_scores_do_not_depend_on_the_other_rows(fitted, X):
+    full = fitted.score_samples(X)
+    # Deterministic: the same call gives the same numbers.
+    np.testing.assert_array_equal(full, fitted.score_samples(X))
+    for i in (0, 57, len(X) - 1):
+        np.testing.assert_allclose(
+            fitted.score_samples(X[i : i + 1])[0], full[i], rtol=1e-12
+        )
+    order = np.random.RandomState(0).permutation(len(X))
+    np.testing.assert_allclose(fitted.score_samples(X[order]), full[order], rtol=1e-12)
+
+    log_px = fitted.log_likelihood(X, n_samples=50)
+    np.testing.assert_allclose(
+        fitted.log_likelihood(X[3:4], n_samples=50)[0], log_px[3], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        fitted.transform(X[3:4])[0], fitted.transform(X)[3], rtol=1e-12
+    )
+
+
+def test_log_likelihood_lies_above_the_elbo(fitted, X):
+    elbo = fitted.score_samples(X).mean()
+    few, many = (fitted.log_likelihood(X, n_samples=k).mean() for k in (10, 1000))
+    assert elbo < few < many
+
+
+def test_bernoulli_needs_data_in_unit_interval(X01):
+    vae = fit_quietly(VAEEstimator(likelihood="bernoulli", **SMALL), X01)
+    assert np.isfinite(vae.score(X01))
+    X_bad = X01 * 2
+    with pytest.raises(ValueError, match=r"bernoulli.*\[0, 1\]"):
+        VAEEstimator(likelihood="bernoulli", **SMALL).fit(X_bad)
+    with pytest.raises(ValueError, match=r"bernoulli.*\[0, 1\]"):
+        vae.score_samples(X_bad)
+    X_sampled, _ = vae.sample(20)
+    assert set(np.unique(X_sampled)) <= {0.0, 1.0}
+    decoded = vae.inverse_transform(vae.transform(X01))
+    assert decoded.min() >= 0 and decoded.max() <= 1
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_nan_and_inf_are_rejected(X, fitted, bad, message):
+    X_bad = X.copy()
+    X_bad[3, 2] = bad
+    with pytest.raises(ValueError, match=message):
+        VAEEstimator(**SMALL).fit(X_bad)
+    with pytest.raises(ValueError, match=message):
+        fitted.transform(X_bad)
+
+
+def test_diverging_loss_names_the_learning_rate_and_leaves_finite_parameters(X):
+    vae = VAEEstimator(**{**SMALL, "learning_rate_init": 1e6})
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        vae.fit(X * 1e3)
+    assert all(torch.isfinite(p).all() for p in vae.module_.parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_a_gpu_is_a_clear_error(X):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        VAEEstimator(device="cuda", **SMALL).fit(X)
+    assert fit_quietly(VAEEstimator(device="auto", **SMALL), X).device_ == "cpu"
+
+
+def test_pickle_and_joblib_round_trip(fitted, X, tmp_path):
+    path = tmp_path / "vae.joblib"
+    joblib.dump(fitted, path)
+    for restored in (pickle.loads(pickle.dumps(fitted)), joblib.load(path)):
+        np.testing.assert_array_equal(restored.transform(X), fitted.transform(X))
+        np.testing.assert_array_equal(
+            restored.score_samples(X), fitted.score_samples(X)
+        )
+        # The optimiser still drives the restored networks (for warm_start).
+        optimised = {
+            id(p) for g in restored.optimizer_.param_groups for p in g["params"]
+        }
+        assert optimised == {id(p) for p in restored.module_.parameters()}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_a_model_pickled_on_a_gpu_loads_on_the_cpu(fitted, X):
+    # Stand in for a CUDA-fitted model: the state a GPU machine would pickle.
+    state = fitted.__getstate__()
+    state["device_"] = "cuda"
+    restored = VAEEstimator.__new__(VAEEstimator)
+    with pytest.warns(UserWarning, match="loaded on the CPU"):
+        restored.__setstate__(state)
+    assert restored.device_ == "cpu"
+    np.testing.assert_array_equal(restored.transform(X), fitted.transform(X))
+
+
+def test_in_a_pipeline_after_standard_scaler(X):
+    pipe = fit_quietly(make_pipeline(StandardScaler(), VAEEstimator(**SMALL)), X)
+    assert pipe.transform(X).shape == (len(X), 2)
+    assert np.isfinite(pipe.score(X))
+
+
+def test_grid_search_over_n_components_in_parallel(X):
+    search = GridSearchCV(
+        VAEEstimator(**SMALL), {"n_components": [1, 3]}, cv=2, n_jobs=2
+    )
+    fit_quietly(search, X)
+    assert search.best_params_["n_components"] in (1, 3)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_transform_into_a_classifier():
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(
+        StandardScaler(),
+        VAEEstimator(**SMALL),
+        LogisticRegression(),
+    )
+    fit_quietly(pipe, X, y)
+    assert pipe.score(X, y) > 0.8
+
+
+def test_set_output_pandas(fitted, X):
+    pd = pytest.importorskip("pandas")
+    frame = fitted.set_output(transform="pandas").transform(X)
+    fitted.set_output(transform="default")
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["vaeestimator0", "vaeestimator1"]
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(X):
+    vae = VAEEstimator(
+        hidden_layer_sizes=(16,),
+        early_stopping=True,
+        n_iter_no_change=2,
+        learning_rate_init=0.05,
+        max_iter=500,
+        random_state=0,
+    ).fit(X)
+    assert vae.converged_ and vae.n_iter_ < 500
+    assert len(vae.validation_scores_) == vae.n_iter_
+    best = int(np.argmax(vae.validation_scores_))
+    assert vae.best_validation_score_ == vae.validation_scores_[best]
+    assert vae.lower_bound_ == vae.lower_bounds_[best]
+    assert best == vae.n_iter_ - 4  # stopped 3 (> n_iter_no_change) epochs later
+
+
+def test_max_iter_without_convergence_warns(X):
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        vae = VAEEstimator(**{**SMALL, "max_iter": 2}).fit(X)
+    assert not vae.converged_
+
+
+def test_warm_start_continues_training(X):
+    once = fit_quietly(VAEEstimator(**SMALL), X)
+    twice = fit_quietly(VAEEstimator(warm_start=True, **SMALL), X)
+    assert twice.lower_bounds_ == once.lower_bounds_
+    fit_quietly(twice, X)
+    assert twice.lower_bounds_[0] > once.lower_bounds_[0]
+    with pytest.raises(ValueError, match="warm_start"):
+        twice.set_params(n_components=3).fit(X)
+
+
+def test_beta_weighs_the_kl_term(X):
+    scaled = StandardScaler().fit_transform(X)
+    plain = fit_quietly(VAEEstimator(**SMALL), scaled)
+    collapsed = fit_quietly(VAEEstimator(beta=100.0, **SMALL), scaled)
+    # A heavy KL weight pulls q(z|x) onto the prior: codes near zero.
+    assert (
+        np.abs(collapsed.transform(scaled)).mean()
+        < 0.2 * np.abs(plain.transform(scaled)).mean()
+    )
+
+
+def test_verbose_prints_each_epoch(X, capsys):
+    fit_quietly(VAEEstimator(**{**SMALL, "max_iter": 3, "verbose": 1}), X)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["Epoch 1", "Epoch 2", "Epoch 3"]
+
+
+def test_thread_setting_is_restored(X):
+    before = torch.get_num_threads()
+    fit_quietly(VAEEstimator(**{**SMALL, "n_threads": 1}), X)
+    assert torch.get_num_threads() == before
+
+
+def test_bad_parameters_are_rejected(fitted, X):
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        VAEEstimator(hidden_layer_sizes=(8, 0)).fit(X)
+    with pytest.raises(ValueError, match="n_components=2"):
+        fitted.inverse_transform(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="n_samples"):
+        fitted.log_likelihood(X, n_samples=0)
+
+
+def test_linear_gaussian_vae_matches_exact_factor_analysis():
+    """The EM-VAE bridge: with no hidden layers the Gaussian VAE is factor analysis.
+
+    Its optimal ELBO equals the exact FA log-likelihood, and the IWAE estimate
+    of log p(x) lies between the two.
+    """
+    rng = np.random.RandomState(0)
+    n, d, k = 2000, 6, 2
+    W = rng.normal(size=(k, d))
+    noise = rng.uniform(0.2, 1.0, size=d)
+    mean = rng.normal(size=d)
+    X = rng.normal(size=(n, k)) @ W + mean + rng.normal(size=(n, d)) * np.sqrt(noise)
+
+    # Exact FA log-likelihood under the generating parameters, and at the
+    # maximum-likelihood fit (which is at least as high).
+    covariance = W.T @ W + np.diag(noise)
+    _, logdet = np.linalg.slogdet(covariance)
+    centred = X - mean
+    mahalanobis = np.einsum("ij,ij->i", centred @ np.linalg.inv(covariance), centred)
+    true_loglike = np.mean(-0.5 * (d * np.log(2 * np.pi) + logdet + mahalanobis))
+    fa = FactorAnalysis(n_components=k).fit(X)
+    exact = fa.score(X)
+    assert true_loglike <= exact < true_loglike + 0.05
+
+    vae = VAEEstimator(
+        k,
+        hidden_layer_sizes=(),
+        learning_rate_init=0.03,
+        batch_size=500,
+        max_iter=300,
+        n_iter_no_change=np.inf,
+        random_state=0,
+    )
+    fit_quietly(vae, X)
+    assert abs(vae.lower_bound_ - exact) < 0.05
+    assert abs(vae.score(X) - exact) < 0.05
+
+    subset = X[:500]
+    elbo, log_px = vae.score(subset), vae.log_likelihood(subset).mean()
+    assert elbo < log_px < fa.score(subset) + 0.01
