@@ -24,7 +24,8 @@ def format_row(row):
             scores = f"{row['ours_score']:>11.4f} {row['ref_score']:>11.4f}"
         return (
             f"{row['case']:<44} {row['ours_s']:>10.4f} {row['ref_s']:>10.4f} "
-            f"{row['speedup']:>7.2f}x {scores}  [{row['unit']}; vs {row['reference']}]"
+            f"{row['speedup']:>7.2f}x {scores}  "
+            f"[{row.get('unit', 's')}; vs {row.get('reference', 'reference')}]"
         )
     return (
         f"{row['case']:<44} {row['ours_mb']:>8.1f}MB {row['ref_mb']:>8.1f}MB "
