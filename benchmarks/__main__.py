@@ -56,7 +56,7 @@ def plot_scaling(rows, path):
         for name in sorted(
             {r["benchmark"] for r in rows if r["benchmark"].endswith(suffix)}
         ):
-            series = [r for r in rows if r["benchmark"] == name]
+            series = [r for r in rows if r.get("benchmark") == name]
             x = [r[key] for r in series]
             label = name.removesuffix(suffix)
             ax.plot(x, [r["ours_s"] for r in series], "o-", label=f"{label}: ours")

@@ -164,12 +164,13 @@ def array_api_case(*args):
 def scaling_rows(quick):
     """Time per iteration ('full') against n_samples and n_components."""
     rows = []
-    sizes = [1_000, 10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
+    sizes = [1_000, 3_000, 10_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
     for n_samples in sizes:
-        row = numpy_case("full", n_samples, 10, 5, 3, 1)
+        row = numpy_case("full", n_samples, 10, 5, 2 if quick else 3, 1)
         rows.append(dict(row, benchmark="gaussian_mixture_scaling_n"))
-    for n_components in [2, 5, 10, 20] if quick else [2, 5, 10, 20, 40]:
-        row = numpy_case("full", 10_000 if quick else 50_000, 20, n_components, 3, 1)
+    for n_components in [2, 5, 10] if quick else [2, 5, 10, 20, 40]:
+        n_samples = 5_000 if quick else 50_000
+        row = numpy_case("full", n_samples, 20, n_components, 2 if quick else 3, 1)
         rows.append(dict(row, benchmark="gaussian_mixture_scaling_k"))
     return rows
 
@@ -177,7 +178,7 @@ def scaling_rows(quick):
 def run(quick=False):
     """All Gaussian-mixture cases; one dict per row."""
     if quick:
-        shape, n_iter, repeats = (10_000, 20, 5), 2, 1
+        shape, n_iter, repeats = (5_000, 16, 5), 2, 1
     else:
         shape, n_iter, repeats = (100_000, 50, 20), 5, 3
     rows = [numpy_case(ct, *shape, n_iter, repeats) for ct in COVARIANCE_TYPES]
