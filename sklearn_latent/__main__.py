@@ -33,7 +33,7 @@ def build_parser():
         "(no download), print one table of held-out log-likelihood (exact for "
         "EM; ELBO and importance-weighted estimate for the VAE), parameter "
         "counts and fit times, and write DIR/demo.png: digits sampled from "
-        "each model and each model's training curve. About a minute on 2 cores.",
+        "each model and each model's training curve. Under a minute on 2 cores.",
     )
     demo.add_argument(
         "--out",
