@@ -49,7 +49,7 @@ def ensure_venv():
     # `pip install torch` would pull a multi-GB CUDA build on Linux).
     if run(*pip, TORCH) != 0 and run(*pip, TORCH, "--index-url", CPU_WHEELS) != 0:
         sys.exit(f"could not install {TORCH}; set SKLEARN_LATENT_TORCH to another spec")
-    if run(*pip, "-e", ".[torch,test]") != 0:
+    if run(*pip, "-e", ".[demo,test]") != 0:
         sys.exit("could not install sklearn-latent into .venv")
     stamp.write_text(digest)
     return python

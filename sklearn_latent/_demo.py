@@ -36,8 +36,8 @@ TEST_SIZE = 0.25
 N_SHOWN = 12  # sampled digits per model in the figure
 # Optional dependencies the demo needs, and how to install them.
 NEEDS = {
-    "torch": 'pip install "sklearn-latent[torch]"',
-    "matplotlib": "pip install matplotlib",
+    "torch": 'pip install "sklearn-latent[demo]"',
+    "matplotlib": 'pip install "sklearn-latent[demo]"',
 }
 
 SUMMARY = (
