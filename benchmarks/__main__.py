@@ -9,10 +9,13 @@ the output folder.
 import argparse
 import importlib
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 MODULES = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
 
@@ -104,7 +107,8 @@ def main(argv=None):
     for name in args.only:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
-        module_rows = module.run(quick=args.quick)
+        with threadpool_limits(args.threads):
+            module_rows = module.run(quick=args.quick)
         print_table(module_rows)
         rows += module_rows
     machine = {
@@ -112,6 +116,8 @@ def main(argv=None):
         "processor": platform.processor() or platform.machine(),
         "python": sys.version.split()[0],
         "quick": args.quick,
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
         "seconds": time.perf_counter() - started,
     }
     (out / "results.json").write_text(

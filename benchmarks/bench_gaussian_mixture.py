@@ -106,6 +106,7 @@ def array_api_worker(
     import sklearn
     import torch
 
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     X = make_data(n_samples, n_features, n_components)
     params = starting_point(X, n_components, covariance_type)
     torch_params = {

@@ -1,0 +1,74 @@
+"""What the three estimators share: one vocabulary, one grid, one quantity."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_latent import EMFactorAnalysis, EMGaussianMixture
+
+torch = pytest.importorskip("torch")
+from sklearn_latent import VAEEstimator  # noqa: E402
+
+
+def factor_model_data(n_samples=2000, n_features=6, n_components=2, seed=0):
+    rng = np.random.RandomState(seed)
+    W = rng.randn(n_components, n_features)
+    noise = rng.uniform(0.2, 1.0, n_features)
+    X = rng.randn(n_samples, n_components) @ W + rng.randn(n_samples, n_features) * (
+        np.sqrt(noise)
+    )
+    return X + rng.randn(n_features)
+
+
+ESTIMATORS = [
+    EMGaussianMixture(random_state=0),
+    EMFactorAnalysis(random_state=0),
+    VAEEstimator(hidden_layer_sizes=(16,), max_iter=15, random_state=0),
+]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_one_grid_over_n_components_fits_every_estimator(estimator):
+    X = factor_model_data(n_samples=300)
+    pipe = make_pipeline(StandardScaler(), estimator)
+    name = pipe.steps[-1][0]
+    grid = {f"{name}__n_components": [1, 2, 3]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores))
+    # Each score is a held-out mean log-likelihood (or ELBO) per sample.
+    assert search.best_score_ == pytest.approx(np.max(scores))
+    X_new, Z_new = search.best_estimator_[-1].sample(5)
+    assert X_new.shape == (5, X.shape[1]) and len(Z_new) == 5
+
+
+def test_linear_vae_reaches_the_exact_factor_analysis_likelihood():
+    # The bridge: a linear Gaussian VAE is factor analysis; at its optimum the
+    # ELBO equals EM's exact log-likelihood, and the IWAE estimate lies between.
+    X = factor_model_data()
+    fa = EMFactorAnalysis(n_components=2, random_state=0).fit(X)
+    exact = fa.score(X)
+    vae = VAEEstimator(
+        2,
+        hidden_layer_sizes=(),
+        learning_rate_init=0.03,
+        batch_size=500,
+        max_iter=300,
+        n_iter_no_change=np.inf,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X)
+    assert abs(vae.lower_bound_ - exact) < 0.05
+    assert vae.score(X) <= exact + 1e-3
+    subset = X[:500]
+    elbo, log_px = vae.score(subset), vae.log_likelihood(subset).mean()
+    assert elbo < log_px < fa.score(subset) + 0.01
