@@ -98,7 +98,18 @@ def main(argv=None):
         choices=MODULES,
         help="run only these modules",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS/OpenMP threads for both sides (default 1: on a shared machine, "
+        "multi-threaded BLAS on small matrices mostly measures contention)",
+    )
     args = parser.parse_args(argv)
+    # Subprocesses (the array-API case) read the environment; this process is
+    # limited through threadpoolctl.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
