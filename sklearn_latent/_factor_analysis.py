@@ -301,8 +301,6 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     "noise_variance_init must hold one positive variance per "
                     f"feature ({n_features}); got shape {init.shape}."
                 )
-        if sample_weight is not None and not sample_weight.sum() > 0:
-            raise ValueError("sample_weight must have a positive sum.")
 
     def _prepare(self, X, sample_weight):
         # One pass over the data; EM then needs only these moments.
