@@ -6,6 +6,7 @@ auto-encoder.  ``VAEEstimator`` is imported lazily, so importing this package
 does not import torch.
 """
 
+from ._factor_analysis import EMFactorAnalysis
 from ._gaussian_mixture import EMGaussianMixture
 
 __version__ = "0.1.0"
@@ -18,8 +19,4 @@ def __getattr__(name):
         from .vae import VAEEstimator
 
         return VAEEstimator
-    if name == "EMFactorAnalysis":
-        from ._factor_analysis import EMFactorAnalysis
-
-        return EMFactorAnalysis
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,469 @@
+"""Factor analysis and probabilistic PCA fitted by EM from sufficient statistics."""
+
+import warnings
+from functools import partial
+from numbers import Integral
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._em import BaseEM
+from ._factor_kernels import (
+    _canonical_orientation,
+    _covariance,
+    _log_likelihood_samples,
+    _maximize,
+    _mean_and_scatter,
+    _moment_sums,
+    _orthogonal_rotation,
+    _posterior_mean,
+    _posterior_statistics,
+    _precision,
+    _principal_start,
+    _smc_noise_variance,
+    _squarem_extrapolate,
+)
+
+# Smallest noise variance of a feature, relative to its variance: a feature
+# that reaches it is explained without noise (a Heywood case). Bounding
+# variance / noise also bounds the rounding error of the log-likelihood.
+RELATIVE_NOISE_FLOOR = 1e-6
+# Noise variance of a constant feature, scikit-learn FactorAnalysis's SMALL.
+CONSTANT_FEATURE_NOISE = 1e-12
+# Rows that fix the shift the statistics are summed about (see _moment_sums).
+SHIFT_ROWS = 1000
+
+
+class _Moments(NamedTuple):
+    """What EM needs of the data: total weight, weighted mean and scatter."""
+
+    total_weight: float
+    mean: np.ndarray
+    scatter: np.ndarray
+
+
+class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
+    """Factor analysis and probabilistic PCA fitted by true EM.
+
+    The model is x = W z + mean + e with z ~ N(0, I) and e ~ N(0, Psi): factor
+    analysis when Psi is diagonal, probabilistic PCA when Psi = sigma^2 I.
+    One pass over the data gives the weighted mean and scatter matrix; after
+    it each EM iteration costs O(n_features^2 n_components), whatever the
+    number of samples. Iterations are accelerated by SQUAREM, with a fall
+    back to plain EM steps, so the log-likelihood never decreases.
+
+    It accepts the parameters and gives the attributes of scikit-learn's
+    :class:`~sklearn.decomposition.FactorAnalysis`, except ``copy`` (the data
+    are only read), and adds ``sample_weight``, :meth:`sample`,
+    :meth:`inverse_transform`, :meth:`aic` and :meth:`bic`.
+
+    Parameters
+    ----------
+    n_components : int, default=None
+        Number of latent factors. If None, the number of features.
+
+    noise : {"diagonal", "isotropic"}, default="diagonal"
+        "diagonal": one noise variance per feature (factor analysis);
+        "isotropic": one shared noise variance (probabilistic PCA).
+
+    tol : float, default=1e-6
+        Convergence threshold on the gain of the mean log-likelihood per
+        sample between iterations. Unlike FactorAnalysis's ``tol``, which is
+        on the total log-likelihood, it does not depend on the number of
+        samples.
+
+    max_iter : int, default=1000
+        Maximum number of iterations. One iteration is one SQUAREM cycle:
+        three EM steps, or two when the extrapolation is rejected.
+
+    noise_variance_init : array-like of shape (n_features,), default=None
+        Initial noise variances; the initial loadings are then the best ones
+        for that noise. If None, factor analysis starts from the classic
+        squared-multiple-correlation noise (as R's ``factanal``), which does
+        not depend on the units of the features, and probabilistic PCA from
+        its closed-form solution. With ``noise="isotropic"`` their mean is
+        used.
+
+    svd_method : {"randomized", "lapack"}, default="randomized"
+        How the top eigenvectors of the (n_features, n_features) scatter
+        matrix are found for the start: scikit-learn's
+        :func:`~sklearn.utils.extmath.randomized_svd` or LAPACK's exact
+        ``eigh``.
+
+    iterated_power : int, default=3
+        Number of power iterations of the randomized start.
+
+    rotation : {"varimax", "quartimax"}, default=None
+        If not None, rotate the fitted loadings by this criterion.
+
+    random_state : int, RandomState instance or None, default=0
+        Seeds the randomized start and :meth:`sample`.
+
+    warm_start : bool, default=False
+        If True, a new fit starts from the previous solution.
+
+    verbose : int, default=0
+        Print progress: 1 per iteration, 2 with times and gains.
+
+    verbose_interval : int, default=10
+        Iterations between progress lines.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        Loadings W, rows orthogonal under the noise precision, ordered by
+        decreasing variance they explain (unless rotated).
+
+    noise_variance_ : ndarray of shape (n_features,)
+        Noise variance of each feature (all equal when isotropic).
+
+    mean_ : ndarray of shape (n_features,)
+        Weighted mean of the training data.
+
+    loglike_ : list of float
+        Total log-likelihood of the training data at each iteration, under
+        the parameters before that iteration's update.
+
+    lower_bound_ : float
+        Mean log-likelihood per sample of the training data at the last
+        iteration.
+
+    lower_bounds_ : list of float
+        Mean log-likelihood per sample at each iteration (``loglike_``
+        divided by the total sample weight); it never decreases.
+
+    n_iter_ : int
+        Number of iterations run.
+
+    converged_ : bool
+        Whether the gain fell below ``tol``.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`, where X has string names.
+
+    See Also
+    --------
+    sklearn.decomposition.FactorAnalysis : The same model, fitted by an SVD
+        of the whole data at every iteration.
+    sklearn.decomposition.PCA : Its ``score`` is the probabilistic PCA
+        log-likelihood.
+
+    Notes
+    -----
+    A noise variance cannot fall below 1e-6 times its feature's variance (1e-12
+    for a constant feature, as in FactorAnalysis); a feature that reaches that
+    floor (a Heywood case) raises a warning after the fit. The floor is
+    relative so that the fit does not depend on the units of the features,
+    and so that the log-likelihood keeps its precision.
+
+    References
+    ----------
+    - D. B. Rubin and D. T. Thayer, "EM algorithms for ML factor analysis",
+      Psychometrika 47, 1982.
+    - M. E. Tipping and C. M. Bishop, "Probabilistic principal component
+      analysis", JRSS B 61, 1999.
+    - R. Varadhan and C. Roland, "Simple and globally convergent methods for
+      accelerating the convergence of any EM algorithm", Scand. J. Stat. 35,
+      2008.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_latent import EMFactorAnalysis
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(500, 2)) @ rng.normal(size=(2, 6))
+    >>> X += 0.1 * rng.normal(size=(500, 6))
+    >>> fa = EMFactorAnalysis(n_components=2).fit(X)
+    >>> fa.transform(X).shape
+    (500, 2)
+    >>> fa.converged_
+    True
+    >>> X_new, Z_new = fa.sample(3)
+    >>> X_new.shape, Z_new.shape
+    ((3, 6), (3, 2))
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEM._parameter_constraints,
+        "n_components": [Interval(Integral, 0, None, closed="left"), None],
+        "noise": [StrOptions({"diagonal", "isotropic"})],
+        "noise_variance_init": ["array-like", None],
+        "svd_method": [StrOptions({"randomized", "lapack"})],
+        "iterated_power": [Interval(Integral, 0, None, closed="left")],
+        "rotation": [StrOptions({"varimax", "quartimax"}), None],
+    }
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        noise="diagonal",
+        tol=1e-6,
+        max_iter=1000,
+        noise_variance_init=None,
+        svd_method="randomized",
+        iterated_power=3,
+        rotation=None,
+        random_state=0,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.n_components = n_components
+        self.noise = noise
+        self.tol = tol
+        self.max_iter = max_iter
+        self.noise_variance_init = noise_variance_init
+        self.svd_method = svd_method
+        self.iterated_power = iterated_power
+        self.rotation = rotation
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None):
+        super().fit(X, y, sample_weight=sample_weight)
+        moments = self._moments
+        del self._moments
+        self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
+        self.components_ = _canonical_orientation(
+            self.components_, self.noise_variance_
+        )
+        if self.rotation is not None:
+            self.components_ = _orthogonal_rotation(self.components_, self.rotation)
+        self._warn_heywood(self._noise_bounds(moments.scatter)[0])
+        return self
+
+    fit.__doc__ = BaseEM.fit.__doc__
+
+    def _noise_bounds(self, scatter):
+        """Lower and upper bounds of the noise variances, each (n_features,).
+
+        The maximum likelihood noise never exceeds the feature's variance (the
+        mean variance when isotropic); the lower bound is the Heywood floor.
+        """
+        variance = np.diag(scatter)
+        if self.noise == "isotropic":
+            lower = RELATIVE_NOISE_FLOOR * variance.max()
+            lower = np.full_like(
+                variance, lower if lower > 0 else CONSTANT_FEATURE_NOISE
+            )
+            upper = np.full_like(variance, variance.mean())
+        else:
+            lower = np.where(
+                variance > 0, RELATIVE_NOISE_FLOOR * variance, CONSTANT_FEATURE_NOISE
+            )
+            upper = variance
+        return lower, np.maximum(upper, lower)
+
+    def _warn_heywood(self, floor):
+        floored = np.flatnonzero(self.noise_variance_ <= floor)
+        if floored.size:
+            warnings.warn(
+                f"The noise variance of {floored.size} feature(s) (indices "
+                f"{floored[:10].tolist()}{'...' if floored.size > 10 else ''}) "
+                f"reached its floor, {RELATIVE_NOISE_FLOOR:g} times the feature's "
+                f"variance ({CONSTANT_FEATURE_NOISE:g} for a constant feature): a "
+                "Heywood case, where the model explains a feature without noise. "
+                "Constant features always do this; otherwise reduce n_components, "
+                "check for features that are (nearly) combinations of others, or "
+                "use noise='isotropic'.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _n_components(self, n_features):
+        return n_features if self.n_components is None else self.n_components
+
+    def _check_parameters(self, X, sample_weight):
+        n_features = X.shape[1]
+        if self._n_components(n_features) > n_features:
+            raise ValueError(
+                f"n_components={self.n_components} must be at most the number "
+                f"of features, {n_features}: reduce n_components."
+            )
+        if self.noise_variance_init is not None:
+            init = check_array(
+                self.noise_variance_init,
+                ensure_2d=False,
+                input_name="noise_variance_init",
+            )
+            if init.shape != (n_features,) or not np.all(init > 0):
+                raise ValueError(
+                    "noise_variance_init must hold one positive variance per "
+                    f"feature ({n_features}); got shape {init.shape}."
+                )
+
+    def _prepare(self, X, sample_weight):
+        # One pass over the data; EM then needs only these moments.
+        shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
+        total_weight, first, second = self._sum_over_chunks(
+            partial(_moment_sums, shift=shift),
+            X,
+            sample_weight,
+            row_bytes=2 * 8 * X.shape[1],
+        )
+        mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
+        # BaseEM gives _initialize the raw data; the start needs the moments.
+        self._moments = _Moments(total_weight, mean, scatter)
+        return self._moments
+
+    def _initialize(self, X, sample_weight, random_state):
+        moments = self._moments
+        n_components = self._n_components(X.shape[1])
+        floor, _ = self._noise_bounds(moments.scatter)
+        if self.noise_variance_init is not None:
+            noise = np.asarray(self.noise_variance_init, dtype=np.float64)
+            if self.noise == "isotropic":
+                noise = np.full_like(noise, noise.mean())
+        elif self.noise == "diagonal":
+            noise = _smc_noise_variance(moments.scatter, n_components)
+            noise = np.maximum(noise, floor)
+        else:
+            noise = None  # the probabilistic PCA solution itself
+        self.mean_ = moments.mean
+        self.components_, self.noise_variance_ = _principal_start(
+            moments.scatter,
+            n_components,
+            noise,
+            self.svd_method,
+            self.iterated_power,
+            random_state,
+            floor,
+        )
+
+    def _e_step(self, moments):
+        ezz, beta_scatter, mean_log_likelihood = _posterior_statistics(
+            self.components_, self.noise_variance_, moments.scatter
+        )
+        return (moments, ezz, beta_scatter), mean_log_likelihood
+
+    def _m_step(self, statistics):
+        """One SQUAREM cycle, started from the E-step statistics at theta0.
+
+        Two EM steps theta0 -> theta1 -> theta2 are extrapolated to theta';
+        theta' is kept, followed by an EM step, only if its log-likelihood is
+        at least theta1's; otherwise theta2 is the update. Either way the
+        log-likelihood is at least theta1's, so it never decreases.
+        """
+        moments, ezz, beta_scatter = statistics
+        scatter = moments.scatter
+        lower, upper = self._noise_bounds(scatter)
+        maximize = partial(
+            _maximize,
+            scatter_diagonal=np.diag(scatter),
+            isotropic=self.noise == "isotropic",
+            floor=lower,
+        )
+
+        theta0 = (self.components_, self.noise_variance_)
+        theta1 = maximize(ezz, beta_scatter)
+        *posterior1, log_likelihood1 = _posterior_statistics(*theta1, scatter)
+        theta2 = maximize(*posterior1)
+        extrapolated = _squarem_extrapolate(theta0, theta1, theta2, lower, upper)
+        *posterior, log_likelihood = _posterior_statistics(*extrapolated, scatter)
+        if log_likelihood >= log_likelihood1:
+            update = maximize(*posterior)
+        else:
+            update = theta2
+        self.mean_ = moments.mean
+        self.components_, self.noise_variance_ = update
+
+    def _get_parameters(self):
+        return self.mean_, self.components_, self.noise_variance_
+
+    def _set_parameters(self, params):
+        self.mean_, self.components_, self.noise_variance_ = params
+
+    def _n_parameters(self):
+        n_components, n_features = self.components_.shape
+        # Loadings up to a rotation, noise variances, mean.
+        loadings = n_features * n_components - n_components * (n_components - 1) // 2
+        noise = 1 if self.noise == "isotropic" else n_features
+        return loadings + noise + n_features
+
+    # ---------------------------------------------------------- inference
+    def _score_samples(self, X):
+        return _log_likelihood_samples(
+            X, self.mean_, self.components_, self.noise_variance_
+        )
+
+    def _sample(self, n_samples, random_state):
+        n_components, n_features = self.components_.shape
+        Z = random_state.standard_normal((n_samples, n_components))
+        noise = random_state.standard_normal((n_samples, n_features))
+        X = Z @ self.components_ + self.mean_ + noise * np.sqrt(self.noise_variance_)
+        return X, Z
+
+    def transform(self, X):
+        """Posterior mean E[z | x] of the latent factors.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) for each sample.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return _posterior_mean(X, self.mean_, self.components_, self.noise_variance_)
+
+    def inverse_transform(self, Z):
+        """Map latent factors back to the data space: W z + mean.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+            Latent factors, for example the output of :meth:`transform`.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            The expected data given the factors.
+        """
+        check_is_fitted(self)
+        Z = check_array(Z, dtype=[np.float64, np.float32], input_name="Z")
+        if Z.shape[1] != self.components_.shape[0]:
+            raise ValueError(
+                f"Z has {Z.shape[1]} columns but the model has "
+                f"{self.components_.shape[0]} components."
+            )
+        return Z @ self.components_ + self.mean_
+
+    def get_covariance(self):
+        """Model covariance of the data, W^T W + Psi.
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_features, n_features)
+            Covariance of x under the fitted model.
+        """
+        check_is_fitted(self)
+        return _covariance(self.components_, self.noise_variance_)
+
+    def get_precision(self):
+        """Model precision of the data, by the matrix inversion lemma.
+
+        Returns
+        -------
+        precision : ndarray of shape (n_features, n_features)
+            Inverse of :meth:`get_covariance`.
+        """
+        check_is_fitted(self)
+        return _precision(self.components_, self.noise_variance_)
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]

@@ -1,0 +1,336 @@
+"""Numerical kernels of factor analysis and probabilistic PCA.
+
+Pure functions on arrays; the estimator lives in ``_factor_analysis.py``.
+
+Notation: ``components`` W has shape (n_components, n_features),
+``noise_variance`` psi has shape (n_features,), ``scatter`` S is the weighted
+covariance (n_features, n_features) of the data about its weighted mean. The
+model covariance is C = W^T W + diag(psi). With A = W diag(psi)^-1/2 and
+M = I + A A^T (n_components, n_components), the matrix determinant lemma and
+Woodbury's identity give log det C and C^-1 without factorising any
+(n_features, n_features) matrix.
+"""
+
+import numpy as np
+from scipy import linalg
+from sklearn.utils.extmath import randomized_svd, svd_flip
+
+LOG_2PI = np.log(2 * np.pi)
+
+
+# ------------------------------------------------------- data statistics
+def _moment_sums(X, sample_weight, shift):
+    """Weighted sums of one chunk of rows about a fixed ``shift``.
+
+    Summing about a point near the mean, rather than about zero, keeps the
+    scatter accurate when the mean is large compared with the spread.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    sample_weight : ndarray of shape (n_samples,) or None
+    shift : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    total_weight : float
+    first : ndarray of shape (n_features,)
+        Sum of w (x - shift).
+    second : ndarray of shape (n_features, n_features)
+        Sum of w (x - shift) (x - shift)^T.
+    """
+    shifted = X - shift
+    if sample_weight is None:
+        return float(X.shape[0]), shifted.sum(axis=0), shifted.T @ shifted
+    weight = sample_weight.astype(np.float64)
+    # `a.T @ a` on one array runs as a symmetric rank-k update (half a product).
+    rooted = shifted * np.sqrt(weight)[:, np.newaxis]
+    return weight.sum(), weight @ shifted, rooted.T @ rooted
+
+
+def _mean_and_scatter(total_weight, first, second, shift):
+    """Weighted mean (n_features,) and scatter (n_features, n_features) from
+    the sums of :func:`_moment_sums`."""
+    offset = first / total_weight
+    return shift + offset, second / total_weight - np.outer(offset, offset)
+
+
+# -------------------------------------------------------------- the model
+def _noise_whitened(components, noise_variance):
+    """A = W diag(psi)^-1/2, shape (n_components, n_features), and the lower
+    Cholesky factor of M = I + A A^T, shape (n_components, n_components)."""
+    whitened = components / np.sqrt(noise_variance)
+    gram = whitened @ whitened.T
+    gram.flat[:: len(gram) + 1] += 1.0
+    return whitened, linalg.cholesky(gram, lower=True)
+
+
+def _log_det_covariance(noise_variance, chol):
+    """log det C = log det diag(psi) + log det M (matrix determinant lemma)."""
+    return np.sum(np.log(noise_variance)) + 2 * np.sum(np.log(np.diag(chol)))
+
+
+def _posterior_statistics(components, noise_variance, scatter):
+    """E-step from the scatter alone, in O(n_features^2 n_components).
+
+    The posterior of z given x is N(beta (x - mean), M^-1) with
+    beta = M^-1 W diag(psi)^-1, shape (n_components, n_features).
+
+    Returns
+    -------
+    ezz : ndarray of shape (n_components, n_components)
+        E[z z^T] averaged over the samples: M^-1 + beta S beta^T.
+    beta_scatter : ndarray of shape (n_components, n_features)
+        E[z] (x - mean)^T averaged over the samples: beta S.
+    mean_log_likelihood : float
+        -1/2 [d log 2 pi + log det C + tr(C^-1 S)] under the given parameters.
+    """
+    n_components, n_features = components.shape
+    whitened, chol = _noise_whitened(components, noise_variance)
+    scaled = whitened / np.sqrt(noise_variance)  # W diag(psi)^-1
+    beta_scatter = linalg.cho_solve((chol, True), scaled @ scatter)
+    beta = linalg.cho_solve((chol, True), scaled)
+    ezz = linalg.cho_solve((chol, True), np.eye(n_components))
+    ezz += beta_scatter @ beta.T
+    # tr(C^-1 S) = tr(diag(psi)^-1 S) - tr(beta S diag(psi)^-1 W^T)  (Woodbury)
+    trace = np.sum(np.diag(scatter) / noise_variance) - np.sum(beta_scatter * scaled)
+    log_det = _log_det_covariance(noise_variance, chol)
+    return ezz, beta_scatter, -0.5 * (n_features * LOG_2PI + log_det + trace)
+
+
+def _maximize(ezz, beta_scatter, scatter_diagonal, isotropic, floor):
+    """M-step: the parameters that maximise the expected complete log-likelihood.
+
+    W = E[z z^T]^-1 beta S and psi = diag(S - W^T beta S) (Rubin & Thayer 1982;
+    Bishop 2006, 12.69-12.70); for probabilistic PCA psi is the mean of that
+    diagonal. Noise variances are floored at ``floor``, which is the maximum
+    of the expected log-likelihood over psi >= floor, so the step stays
+    monotone.
+
+    Parameters
+    ----------
+    ezz : ndarray of shape (n_components, n_components)
+    beta_scatter : ndarray of shape (n_components, n_features)
+    scatter_diagonal : ndarray of shape (n_features,)
+    isotropic : bool
+    floor : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+    noise_variance : ndarray of shape (n_features,)
+    """
+    components = linalg.solve(ezz, beta_scatter, assume_a="pos")
+    noise_variance = scatter_diagonal - np.sum(components * beta_scatter, axis=0)
+    if isotropic:
+        noise_variance = np.full_like(noise_variance, noise_variance.mean())
+    return components, np.maximum(noise_variance, floor)
+
+
+def _squarem_extrapolate(theta0, theta1, theta2, noise_lower, noise_upper):
+    """SQUAREM extrapolation from two EM steps theta0 -> theta1 -> theta2.
+
+    Varadhan & Roland (2008), scheme S3: with r = theta1 - theta0 and
+    v = theta2 - theta1 - r, returns theta0 - 2 a r + a^2 v with
+    a = -|r| / |v|, never shorter than the plain double step (a = -1, which
+    gives theta2). Each theta is (components, noise_variance); noise variances
+    are extrapolated in log space and clipped to [noise_lower, noise_upper].
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+    noise_variance : ndarray of shape (n_features,)
+    """
+    t0, t1, t2 = (
+        np.concatenate([w.ravel(), np.log(psi)]) for w, psi in (theta0, theta1, theta2)
+    )
+    r = t1 - t0
+    v = t2 - t1 - r
+    norm_v = np.linalg.norm(v)
+    alpha = min(-np.linalg.norm(r) / norm_v, -1.0) if norm_v > 0 else -1.0
+    t = t0 - 2 * alpha * r + alpha**2 * v
+    shape = theta0[0].shape
+    log_noise = np.clip(t[np.prod(shape) :], np.log(noise_lower), np.log(noise_upper))
+    return t[: np.prod(shape)].reshape(shape), np.exp(log_noise)
+
+
+def _log_likelihood_samples(X, mean, components, noise_variance):
+    """Log p(x) of each row of X (n_samples, n_features); shape (n_samples,)."""
+    whitened, chol = _noise_whitened(components, noise_variance)
+    centered = (X - mean) / np.sqrt(noise_variance)
+    projected = linalg.solve_triangular(chol, whitened @ centered.T, lower=True)
+    # (x - mean)^T C^-1 (x - mean) by Woodbury, in the noise-whitened space.
+    mahalanobis = np.sum(centered**2, axis=1) - np.sum(projected**2, axis=0)
+    log_det = _log_det_covariance(noise_variance, chol)
+    return -0.5 * (X.shape[1] * LOG_2PI + log_det + mahalanobis)
+
+
+def _posterior_mean(X, mean, components, noise_variance):
+    """E[z | x] = M^-1 W diag(psi)^-1 (x - mean), shape (n_samples, n_components)."""
+    whitened, chol = _noise_whitened(components, noise_variance)
+    centered = (X - mean) / np.sqrt(noise_variance)
+    return linalg.cho_solve((chol, True), whitened @ centered.T).T
+
+
+def _covariance(components, noise_variance):
+    """C = W^T W + diag(psi), shape (n_features, n_features)."""
+    covariance = components.T @ components
+    covariance.flat[:: len(covariance) + 1] += noise_variance
+    return covariance
+
+
+def _precision(components, noise_variance):
+    """C^-1 by the matrix inversion lemma, shape (n_features, n_features).
+
+    C^-1 = diag(psi)^-1/2 (I - B^T B) diag(psi)^-1/2 with B = L^-1 A, L the
+    Cholesky factor of M: only an (n_components, n_components) matrix is
+    factorised.
+    """
+    whitened, chol = _noise_whitened(components, noise_variance)
+    projected = linalg.solve_triangular(chol, whitened, lower=True)
+    precision = -(projected.T @ projected)
+    precision.flat[:: len(precision) + 1] += 1.0
+    inverse_root = 1.0 / np.sqrt(noise_variance)
+    return precision * np.outer(inverse_root, inverse_root)
+
+
+# ---------------------------------------------------------- start, finish
+def _top_eigen(matrix, n_components, svd_method, iterated_power, random_state):
+    """Largest eigenvalues (n_components,), decreasing, and their eigenvectors
+    (n_features, n_components) of a symmetric positive semi-definite matrix."""
+    n_features = matrix.shape[0]
+    if n_components == 0:
+        return np.zeros(0), np.zeros((n_features, 0))
+    if svd_method == "lapack":
+        values, vectors = linalg.eigh(
+            matrix, subset_by_index=[n_features - n_components, n_features - 1]
+        )
+        return values[::-1], vectors[:, ::-1]
+    _, values, vectors_t = randomized_svd(
+        matrix, n_components, n_iter=iterated_power, random_state=random_state
+    )
+    return values, vectors_t.T
+
+
+def _principal_start(
+    scatter,
+    n_components,
+    noise_variance,
+    svd_method,
+    iterated_power,
+    random_state,
+    floor,
+):
+    """Initial (components, noise_variance) from the scatter's top eigenvectors.
+
+    With ``noise_variance`` None this is the probabilistic PCA maximum
+    likelihood solution (Tipping & Bishop 1999): sigma^2 is the mean of the
+    discarded eigenvalues of S (the smallest one when n_components equals
+    n_features) and W = (L - sigma^2)^1/2 U^T. Otherwise the noise is
+    ``noise_variance`` and W is the maximum for that noise: the same formula
+    on diag(psi)^-1/2 S diag(psi)^-1/2 with sigma^2 = 1.
+
+    Directions the data do not span get exactly zero loadings (EM keeps them
+    at zero); spanned ones get at least a small loading, so that EM can grow
+    them where the noise changes.
+
+    ``floor`` (n_features,) bounds the noise from below.
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+    noise_variance : ndarray of shape (n_features,)
+    """
+    n_features = scatter.shape[0]
+    if noise_variance is None:
+        scale = np.ones(n_features)
+    else:
+        scale = np.sqrt(noise_variance)
+    scaled = scatter / np.outer(scale, scale)
+    values, vectors = _top_eigen(
+        scaled, n_components, svd_method, iterated_power, random_state
+    )
+    if noise_variance is not None:
+        noise = 1.0
+    elif n_components < n_features:
+        noise = (np.trace(scaled) - values.sum()) / (n_features - n_components)
+    else:
+        noise = values[-1]
+    noise = max(noise, floor.max()) if noise_variance is None else noise
+    rank_tol = n_features * np.finfo(np.float64).eps * max(values.max(initial=0), 0)
+    squared = np.where(values > rank_tol, np.maximum(values - noise, 1e-6 * values), 0)
+    components = np.sqrt(squared)[:, np.newaxis] * vectors.T * scale
+    return components, np.maximum(noise * scale**2, floor)
+
+
+def _smc_noise_variance(scatter, n_components, ridge=1e-6):
+    """Classic starting noise of factor analysis, shape (n_features,).
+
+    psi_j = (1 - k / 2d) (1 - R_j^2) var_j, with R_j^2 the squared multiple
+    correlation of feature j with the others, read off the inverse
+    correlation matrix: 1 - R_j^2 = 1 / (R^-1)_jj (Joreskog 1963; R's
+    ``factanal``). It depends only on the correlations, so the fit does not
+    depend on the units of the features, and it leads EM to better optima
+    than an isotropic start on data with heterogeneous features. ``ridge`` is
+    added to the correlation matrix's diagonal, so that collinear or
+    constant features are handled (they get a near-zero noise).
+    """
+    n_features = scatter.shape[0]
+    variance = np.diag(scatter)
+    std = np.where(variance > 0, np.sqrt(variance), 1.0)
+    correlation = scatter / np.outer(std, std)
+    correlation.flat[:: n_features + 1] += ridge
+    inverse = linalg.cho_solve(linalg.cho_factor(correlation), np.eye(n_features))
+    return (1 - n_components / (2 * n_features)) * variance / np.diag(inverse)
+
+
+def _canonical_orientation(components, noise_variance):
+    """Rotate the loadings (an equivalent solution) to a reproducible form.
+
+    Rows become orthogonal under diag(psi)^-1, ordered by decreasing norm
+    there, with the largest entry of each (whitened) row positive, as
+    scikit-learn's FactorAnalysis reports them. Rows the data do not need
+    (numerically zero) become exactly zero.
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+    """
+    root = np.sqrt(noise_variance)
+    _, values, vectors_t = linalg.svd(components / root, full_matrices=False)
+    _, vectors_t = svd_flip(None, vectors_t, u_based_decision=False)
+    values[values <= len(values) * np.finfo(np.float64).eps * values.max(initial=0)] = 0
+    return values[:, np.newaxis] * vectors_t * root
+
+
+def _orthogonal_rotation(components, method, tol=1e-6, max_iter=100):
+    """Varimax or quartimax rotation of the loadings (Kaiser 1958).
+
+    Maximises sum_j [sum_i l_ij^4 - gamma/p (sum_i l_ij^2)^2] over rotations,
+    gamma = 1 for varimax and 0 for quartimax, by the classic SVD iteration.
+
+    Parameters
+    ----------
+    components : ndarray of shape (n_components, n_features)
+    method : {"varimax", "quartimax"}
+
+    Returns
+    -------
+    rotated : ndarray of shape (n_components, n_features)
+    """
+    loadings = components.T
+    n_features, n_components = loadings.shape
+    gamma = 1.0 if method == "varimax" else 0.0
+    rotation = np.eye(n_components)
+    criterion = 0.0
+    for _ in range(max_iter):
+        rotated = loadings @ rotation
+        column_power = np.sum(rotated**2, axis=0) / n_features
+        u, s, vt = linalg.svd(
+            loadings.T @ (rotated**3 - gamma * rotated * column_power)
+        )
+        rotation = u @ vt
+        previous, criterion = criterion, np.sum(s)
+        if previous != 0 and criterion < previous * (1 + tol):
+            break
+    return (loadings @ rotation).T

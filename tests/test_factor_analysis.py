@@ -1,0 +1,484 @@
+"""Tests of EMFactorAnalysis and its numerical kernels."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy import stats
+from sklearn.datasets import load_digits, load_iris, load_wine
+from sklearn.decomposition import FactorAnalysis
+from sklearn.decomposition._factor_analysis import _ortho_rotation
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import sklearn_latent._factor_analysis as fa_module
+from sklearn_latent import EMFactorAnalysis
+from sklearn_latent._factor_kernels import (
+    _canonical_orientation,
+    _covariance,
+    _log_likelihood_samples,
+    _maximize,
+    _mean_and_scatter,
+    _moment_sums,
+    _orthogonal_rotation,
+    _posterior_mean,
+    _posterior_statistics,
+    _precision,
+    _principal_start,
+    _smc_noise_variance,
+    _squarem_extrapolate,
+)
+
+
+def fa_model(n_features=12, n_components=3, seed=0):
+    rng = np.random.RandomState(seed)
+    components = rng.normal(size=(n_components, n_features))
+    noise_variance = rng.uniform(0.2, 2.0, size=n_features)
+    mean = rng.normal(size=n_features)
+    return components, noise_variance, mean
+
+
+def fa_data(n_samples=2000, n_features=12, n_components=3, seed=0):
+    """Data drawn from a known factor analysis model, and the model."""
+    components, noise_variance, mean = fa_model(n_features, n_components, seed)
+    rng = np.random.RandomState(seed + 1)
+    Z = rng.normal(size=(n_samples, n_components))
+    noise = rng.normal(size=(n_samples, n_features)) * np.sqrt(noise_variance)
+    return Z @ components + mean + noise, (components, noise_variance, mean)
+
+
+def quiet_fit(estimator, X, **kwargs):
+    """Fit without Heywood or convergence warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The noise variance of")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return estimator.fit(X, **kwargs)
+
+
+def is_monotone(values):
+    values = np.asarray(values)
+    return np.all(np.diff(values) >= -1e-10 * np.abs(values[1:]))
+
+
+# ------------------------------------------------------------------ kernels
+def test_moments_match_weighted_mean_and_covariance():
+    rng = np.random.RandomState(0)
+    # A large offset: summing about zero would lose the scatter's precision.
+    X = 1e6 + rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
+    weight = rng.randint(0, 4, size=300).astype(float)
+    total, first, second = _moment_sums(X, weight, shift=X[0])
+    mean, scatter = _mean_and_scatter(total, first, second, X[0])
+    assert total == weight.sum()
+    assert_allclose(mean, np.average(X, axis=0, weights=weight))
+    expected = np.cov(X - 1e6, rowvar=False, aweights=weight, bias=True)
+    assert_allclose(scatter, expected, rtol=1e-9)
+
+    total, first, second = _moment_sums(X, None, shift=X[0])
+    assert_allclose(
+        _mean_and_scatter(total, first, second, X[0])[1],
+        np.cov(X - 1e6, rowvar=False, bias=True),
+        rtol=1e-9,
+    )
+
+
+def test_posterior_statistics_match_explicit_formulas():
+    X, (components, noise_variance, mean) = fa_data(500)
+    W, psi = components * 0.7, noise_variance * 1.3  # not the fitted values
+    centered = X - X.mean(axis=0)
+    scatter = centered.T @ centered / len(X)
+    ezz, beta_scatter, mean_ll = _posterior_statistics(W, psi, scatter)
+
+    covariance = W.T @ W + np.diag(psi)
+    expected_ll = stats.multivariate_normal(X.mean(axis=0), covariance).logpdf(X)
+    assert_allclose(mean_ll, expected_ll.mean(), rtol=1e-12)
+    # Posterior of z given x: mean beta (x - mean), covariance M^-1.
+    posterior_cov = np.linalg.inv(np.eye(len(W)) + W @ np.diag(1 / psi) @ W.T)
+    beta = posterior_cov @ W @ np.diag(1 / psi)
+    Ez = centered @ beta.T
+    assert_allclose(beta_scatter, Ez.T @ centered / len(X), rtol=1e-10)
+    assert_allclose(ezz, posterior_cov + Ez.T @ Ez / len(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize("isotropic", [False, True])
+def test_maximize_matches_bishop_updates(isotropic):
+    X, (components, noise_variance, _) = fa_data(400)
+    centered = X - X.mean(axis=0)
+    scatter = centered.T @ centered / len(X)
+    ezz, beta_scatter, _ = _posterior_statistics(components, noise_variance, scatter)
+    floor = np.full(X.shape[1], 1e-12)
+    W, psi = _maximize(ezz, beta_scatter, np.diag(scatter), isotropic, floor)
+    # Bishop (2006) 12.69-12.70 written per sample, W as (n_features, k).
+    expected_W = (beta_scatter.T @ np.linalg.inv(ezz)).T
+    residual = np.diag(scatter - expected_W.T @ beta_scatter)
+    expected_psi = np.full_like(residual, residual.mean()) if isotropic else residual
+    assert_allclose(W, expected_W, rtol=1e-10)
+    assert_allclose(psi, expected_psi, rtol=1e-10)
+    assert_allclose(
+        _maximize(ezz, beta_scatter, np.diag(scatter), isotropic, psi + 1)[1], psi + 1
+    )
+
+
+def test_sample_formulas_match_scipy():
+    X, (components, noise_variance, mean) = fa_data(50)
+    covariance = _covariance(components, noise_variance)
+    assert_allclose(covariance, components.T @ components + np.diag(noise_variance))
+    assert_allclose(_precision(components, noise_variance), np.linalg.inv(covariance))
+    assert_allclose(
+        _log_likelihood_samples(X, mean, components, noise_variance),
+        stats.multivariate_normal(mean, covariance).logpdf(X),
+    )
+    posterior_cov = np.linalg.inv(
+        np.eye(len(components))
+        + components @ np.diag(1 / noise_variance) @ components.T
+    )
+    expected = (X - mean) @ np.diag(1 / noise_variance) @ components.T @ posterior_cov
+    assert_allclose(_posterior_mean(X, mean, components, noise_variance), expected)
+
+
+def test_squarem_is_exact_on_a_linear_iteration():
+    # For theta_t = fixed + rho^t (theta_0 - fixed), scheme S3 lands on fixed.
+    rng = np.random.RandomState(0)
+    fixed = (rng.normal(size=(2, 3)), rng.uniform(1, 2, size=3))
+    start = (rng.normal(size=(2, 3)), rng.uniform(1, 2, size=3))
+
+    def step(t):
+        w = fixed[0] + 0.9**t * (start[0] - fixed[0])
+        log_psi = np.log(fixed[1]) + 0.9**t * (np.log(start[1]) - np.log(fixed[1]))
+        return w, np.exp(log_psi)
+
+    W, psi = _squarem_extrapolate(step(0), step(1), step(2), 1e-12, 1e12)
+    assert_allclose(W, fixed[0])
+    assert_allclose(psi, fixed[1])
+    # Noise is clipped to its bounds; a zero second difference gives theta2.
+    assert np.all(_squarem_extrapolate(step(0), step(1), step(2), 1e-12, 1.2)[1] <= 1.2)
+    same = _squarem_extrapolate(start, start, start, 1e-12, 1e12)
+    assert_allclose(same[0], start[0])
+
+
+def test_smc_noise_matches_regression_residuals():
+    X, _ = fa_data(300)
+    centered = X - X.mean(axis=0)
+    scatter = centered.T @ centered / len(X)
+    noise = _smc_noise_variance(scatter, n_components=3, ridge=0.0)
+    for j in range(X.shape[1]):
+        others = np.delete(X, j, axis=1)
+        r2 = LinearRegression().fit(others, X[:, j]).score(others, X[:, j])
+        expected = (1 - 3 / (2 * X.shape[1])) * (1 - r2) * X[:, j].var()
+        assert_allclose(noise[j], expected, rtol=1e-8)
+
+
+def test_canonical_orientation_keeps_the_model():
+    components, noise_variance, _ = fa_model()
+    rotation = np.linalg.qr(np.random.RandomState(0).normal(size=(3, 3)))[0]
+    canonical = _canonical_orientation(rotation @ components, noise_variance)
+    assert_allclose(canonical.T @ canonical, components.T @ components)
+    gram = canonical @ np.diag(1 / noise_variance) @ canonical.T
+    assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-10)
+    assert np.all(np.diff(np.diag(gram)) <= 0)
+    assert_allclose(_canonical_orientation(components, noise_variance), canonical)
+
+
+@pytest.mark.parametrize("method", ["varimax", "quartimax"])
+def test_rotation_matches_scikit_learn(method):
+    components, _, _ = fa_model(n_features=10, n_components=4)
+    expected = _ortho_rotation(components.T, method=method)
+    assert_allclose(_orthogonal_rotation(components, method), expected)
+
+
+def test_principal_start_is_the_ppca_solution():
+    X, _ = fa_data(500)
+    centered = X - X.mean(axis=0)
+    scatter = centered.T @ centered / len(X)
+    floor = np.full(X.shape[1], 1e-12)
+    W, psi = _principal_start(scatter, 3, None, "lapack", 0, None, floor)
+    values = np.linalg.eigvalsh(scatter)[::-1]
+    assert_allclose(psi, values[3:].mean())
+    assert_allclose(np.linalg.eigvalsh(W @ W.T)[::-1], values[:3] - psi[0])
+
+
+# ------------------------------------------------------------ correctness
+def tipping_bishop_log_likelihood(X, n_components):
+    values = np.linalg.eigvalsh(np.cov(X, rowvar=False, bias=True))[::-1]
+    n_features = X.shape[1]
+    sigma2 = values[n_components:].mean()
+    return -0.5 * (
+        n_features * np.log(2 * np.pi)
+        + np.log(values[:n_components]).sum()
+        + (n_features - n_components) * np.log(sigma2)
+        + n_features
+    )
+
+
+@pytest.mark.parametrize(
+    "X, n_components",
+    [
+        (fa_data(1000)[0], 3),
+        (fa_data(1000, n_features=20, n_components=5, seed=3)[0], 2),
+        (load_iris().data, 1),
+        (load_wine().data, 3),
+    ],
+)
+def test_isotropic_reaches_tipping_bishop_closed_form(X, n_components):
+    ppca = EMFactorAnalysis(n_components, noise="isotropic").fit(X)
+    expected = tipping_bishop_log_likelihood(X, n_components)
+    assert_allclose(ppca.score(X), expected, rtol=1e-6)
+    assert_allclose(ppca.lower_bound_, expected, rtol=1e-6)
+    assert np.ptp(ppca.noise_variance_) == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_isotropic_em_finds_the_closed_form_from_random_loadings(seed):
+    # EM itself gets there, not only the closed-form start.
+    X, _ = fa_data(1000, n_features=15, n_components=4, seed=seed)
+    expected = tipping_bishop_log_likelihood(X, 3)
+    ppca = EMFactorAnalysis(3, noise="isotropic", warm_start=True, tol=1e-10)
+    ppca.fit(X)
+    rng = np.random.RandomState(seed)
+    ppca.components_ = rng.normal(size=ppca.components_.shape) * X.std()
+    ppca.noise_variance_ = np.full(X.shape[1], X.var())
+    ppca.fit(X)
+    assert ppca.n_iter_ > 5
+    assert_allclose(ppca.score(X), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "X, n_components",
+    [
+        (load_digits().data, 5),
+        (fa_data(3000, n_features=20, n_components=4, seed=1)[0], 4),
+        (fa_data(2000, n_features=15, n_components=2, seed=2)[0], 3),
+        (load_iris().data, 1),
+        (load_wine().data, 2),
+        (StandardScaler().fit_transform(load_wine().data), 4),
+    ],
+)
+def test_diagonal_scores_at_least_scikit_learn(X, n_components):
+    reference = FactorAnalysis(n_components, random_state=0).fit(X).score(X)
+    ours = quiet_fit(EMFactorAnalysis(n_components), X)
+    assert ours.converged_
+    assert ours.score(X) >= reference - 1e-4
+    # The fitted parameters come from one more M-step than the last bound.
+    assert is_monotone(ours.lower_bounds_ + [ours.score(X)])
+
+
+def test_recovers_known_model_covariance():
+    X, (components, noise_variance, mean) = fa_data(20000, seed=4)
+    fa = EMFactorAnalysis(3).fit(X)
+    true_covariance = components.T @ components + np.diag(noise_variance)
+    error = np.linalg.norm(fa.get_covariance() - true_covariance)
+    assert error < 0.03 * np.linalg.norm(true_covariance)
+    assert_allclose(fa.noise_variance_, noise_variance, rtol=0.1)
+    assert_allclose(fa.mean_, mean, atol=0.05)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_log_likelihood_never_decreases(seed):
+    rng = np.random.RandomState(seed)
+    n_features = rng.randint(3, 25)
+    n_components = rng.randint(1, n_features)
+    X, _ = fa_data(rng.randint(2 * n_features, 300), n_features, n_components, seed)
+    X *= rng.lognormal(0, 1, size=n_features)
+    noise = ["diagonal", "isotropic"][seed % 2]
+    weight = rng.randint(0, 3, size=len(X)) if seed % 3 == 0 else None
+    fa = quiet_fit(
+        EMFactorAnalysis(n_components, noise=noise, tol=1e-9, max_iter=200),
+        X,
+        sample_weight=weight,
+    )
+    assert np.all(np.isfinite(fa.lower_bounds_))
+    assert is_monotone(fa.lower_bounds_)
+
+
+def test_reads_the_data_once(monkeypatch):
+    calls = []
+
+    def counting_sums(X, sample_weight, shift):
+        calls.append(len(X))
+        return _moment_sums(X, sample_weight, shift)
+
+    monkeypatch.setattr(fa_module, "_moment_sums", counting_sums)
+    X, _ = fa_data(5000)
+    fa = quiet_fit(EMFactorAnalysis(3, tol=0, max_iter=20), X)
+    assert fa.n_iter_ == 20
+    assert sum(calls) == len(X)
+
+
+# --------------------------------------------------- formulas vs sklearn
+def fitted_pair(n_components=3, rotation=None):
+    X, _ = fa_data(800)
+    ours = EMFactorAnalysis(n_components, rotation=rotation).fit(X)
+    theirs = FactorAnalysis(n_components).fit(X)
+    theirs.components_ = ours.components_
+    theirs.noise_variance_ = ours.noise_variance_
+    theirs.mean_ = ours.mean_
+    return X, ours, theirs
+
+
+def test_formulas_agree_with_scikit_learn_on_the_same_parameters():
+    X, ours, theirs = fitted_pair()
+    assert_allclose(ours.transform(X), theirs.transform(X))
+    assert_allclose(ours.get_covariance(), theirs.get_covariance())
+    assert_allclose(ours.get_precision(), theirs.get_precision())
+    assert_allclose(ours.score_samples(X), theirs.score_samples(X))
+    assert_allclose(ours.score(X), theirs.score(X))
+
+
+def test_components_match_scikit_learn_up_to_sign():
+    X, _ = fa_data(3000, n_features=10, n_components=2, seed=5)
+    ours = EMFactorAnalysis(2, tol=1e-10).fit(X)
+    theirs = FactorAnalysis(2, tol=1e-8, svd_method="lapack").fit(X)
+    signs = np.sign(np.sum(ours.components_ * theirs.components_, axis=1))
+    assert_allclose(ours.components_, signs[:, None] * theirs.components_, atol=1e-3)
+    assert_allclose(ours.noise_variance_, theirs.noise_variance_, rtol=1e-3)
+
+
+@pytest.mark.parametrize("rotation", ["varimax", "quartimax"])
+def test_rotation_keeps_likelihood(rotation):
+    X, plain, _ = fitted_pair()
+    rotated = EMFactorAnalysis(3, rotation=rotation).fit(X)
+    assert_allclose(
+        rotated.components_, _ortho_rotation(plain.components_.T, method=rotation)
+    )
+    assert_allclose(rotated.score(X), plain.score(X))
+    assert_allclose(rotated.get_covariance(), plain.get_covariance())
+
+
+# ------------------------------------------------------------ sample weights
+def test_integer_weights_equal_repeated_rows():
+    X, _ = fa_data(200)
+    weight = np.random.RandomState(0).randint(0, 4, size=len(X))
+    weighted = EMFactorAnalysis(3).fit(X, sample_weight=weight)
+    repeated = EMFactorAnalysis(3).fit(np.repeat(X, weight, axis=0))
+    for attribute in ["mean_", "components_", "noise_variance_", "lower_bounds_"]:
+        assert_allclose(
+            getattr(weighted, attribute), getattr(repeated, attribute), rtol=1e-7
+        )
+    assert_allclose(weighted.transform(X), repeated.transform(X), rtol=1e-6)
+    assert_allclose(weighted.loglike_, np.array(weighted.lower_bounds_) * weight.sum())
+
+
+def test_zero_weights_equal_removed_rows():
+    X, _ = fa_data(200)
+    weight = np.ones(len(X))
+    weight[::3] = 0
+    weighted = EMFactorAnalysis(3).fit(X, sample_weight=weight)
+    removed = EMFactorAnalysis(3).fit(X[weight > 0])
+    assert_allclose(weighted.components_, removed.components_, rtol=1e-7)
+    assert_allclose(weighted.score(X), removed.score(X))
+
+
+# ---------------------------------------------------- warnings and errors
+def test_heywood_case_is_floored_with_a_warning():
+    X, _ = fa_data(300)
+    X = np.column_stack([X, np.full(len(X), 3.0)])
+    with pytest.warns(UserWarning, match=r"1 feature\(s\) \(indices \[12\]\)"):
+        fa = EMFactorAnalysis(3).fit(X)
+    assert fa.noise_variance_[12] == fa_module.CONSTANT_FEATURE_NOISE
+    # A feature that is a combination of others needs no noise.
+    X[:, 12] = X[:, 0] - X[:, 1]
+    with pytest.warns(UserWarning, match="Heywood case"):
+        fa = EMFactorAnalysis(4).fit(X)
+    floor = fa_module.RELATIVE_NOISE_FLOOR * X[:, 12].var()
+    assert_allclose(fa.noise_variance_[12], floor)
+    assert np.all(np.isfinite(fa.score_samples(X)))
+
+
+def test_errors_are_clear():
+    X, _ = fa_data(20, n_features=4)
+    with pytest.raises(ValueError, match="n_components=5 must be at most"):
+        EMFactorAnalysis(5).fit(X)
+    with pytest.raises(ValueError, match="minimum of 2 is required"):
+        EMFactorAnalysis(1).fit(X[:1])
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        EMFactorAnalysis(1).fit(X_nan)
+    with pytest.raises(ValueError, match="one positive variance per feature"):
+        EMFactorAnalysis(1, noise_variance_init=[1.0, 1.0]).fit(X)
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        EMFactorAnalysis(1).fit(X, sample_weight=np.zeros(len(X)))
+    with pytest.raises(ValueError, match="Z has 2 columns"):
+        EMFactorAnalysis(1).fit(X).inverse_transform(np.zeros((3, 2)))
+
+
+# ------------------------------------------------------------------ API
+def test_pipeline_and_grid_search():
+    X, _ = fa_data(600, n_features=10, n_components=3, seed=6)
+    pipe = make_pipeline(StandardScaler(), EMFactorAnalysis(3))
+    assert pipe.fit_transform(X).shape == (600, 3)
+    assert np.isfinite(pipe.score(X))
+    search = GridSearchCV(EMFactorAnalysis(), {"n_components": [1, 3]}, n_jobs=2, cv=3)
+    search.fit(X)
+    assert search.best_params_ == {"n_components": 3}
+
+
+def test_bic_picks_the_true_number_of_factors():
+    X, _ = fa_data(3000, n_features=10, n_components=3, seed=7)
+    bic = [quiet_fit(EMFactorAnalysis(k), X).bic(X) for k in range(1, 6)]
+    assert np.argmin(bic) == 2
+    fa = EMFactorAnalysis(3).fit(X)
+    n_parameters = 10 * 3 - 3 + 10 + 10
+    assert_allclose(fa.aic(X), -2 * fa.score(X) * len(X) + 2 * n_parameters)
+    assert_allclose(
+        fa.bic(X), -2 * fa.score(X) * len(X) + n_parameters * np.log(len(X))
+    )
+
+
+def test_sample_draws_from_the_joint():
+    _, (components, noise_variance, mean) = fa_data()
+    X, _ = fa_data(5000)
+    fa = EMFactorAnalysis(3, random_state=1).fit(X)
+    X_new, Z_new = fa.sample(20000)
+    assert X_new.shape == (20000, 12) and Z_new.shape == (20000, 3)
+    assert_allclose(np.cov(Z_new, rowvar=False), np.eye(3), atol=0.05)
+    assert_allclose(X_new.mean(axis=0), fa.mean_, atol=0.1)
+    covariance = fa.get_covariance()
+    assert np.linalg.norm(
+        np.cov(X_new, rowvar=False) - covariance
+    ) < 0.05 * np.linalg.norm(covariance)
+    # X given Z is Z W + mean plus noise of the fitted variance.
+    residual = X_new - fa.inverse_transform(Z_new)
+    assert_allclose(residual.var(axis=0), fa.noise_variance_, rtol=0.1)
+    assert_allclose(fa.sample(5)[0], fa.sample(5)[0])
+
+
+def test_transform_and_inverse_transform():
+    X, _ = fa_data(500)
+    fa = EMFactorAnalysis(3).fit(X)
+    Z = fa.transform(X)
+    assert Z.shape == (500, 3)
+    assert_allclose(fa.fit_transform(X), Z)
+    assert_allclose(fa.inverse_transform(Z), Z @ fa.components_ + fa.mean_)
+    # The posterior mean shrinks: reconstructions explain part of the variance.
+    residual = X - fa.inverse_transform(Z)
+    assert np.all(residual.var(axis=0) < X.var(axis=0))
+    assert list(fa.get_feature_names_out()) == [
+        "emfactoranalysis0",
+        "emfactoranalysis1",
+        "emfactoranalysis2",
+    ]
+
+
+def test_pickle_warm_start_and_defaults():
+    X, _ = fa_data(500)
+    fa = EMFactorAnalysis(3).fit(X)
+    restored = pickle.loads(pickle.dumps(fa))
+    assert_allclose(restored.transform(X), fa.transform(X))
+    assert not hasattr(restored, "_moments")
+
+    warm = EMFactorAnalysis(3, warm_start=True).fit(X)
+    warm.fit(X)
+    assert warm.n_iter_ <= 2
+    assert_allclose(warm.score(X), fa.score(X), rtol=1e-7)
+
+    full = EMFactorAnalysis().fit(X)
+    assert full.components_.shape == (12, 12)
+    lapack = EMFactorAnalysis(3, svd_method="lapack").fit(X)
+    assert_allclose(lapack.score(X), fa.score(X), rtol=1e-7)
+    single = EMFactorAnalysis(3).fit(X.astype(np.float32))
+    assert_allclose(single.score(X), fa.score(X), rtol=1e-5)
