@@ -57,7 +57,7 @@ def plot_scaling(rows, path):
         (axes[1], "_scaling_k", "n_components"),
     ]:
         for name in sorted(
-            {r["benchmark"] for r in rows if r["benchmark"].endswith(suffix)}
+            {r["benchmark"] for r in rows if r.get("benchmark", "").endswith(suffix)}
         ):
             series = [r for r in rows if r.get("benchmark") == name]
             x = [r[key] for r in series]
