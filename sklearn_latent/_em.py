@@ -4,7 +4,7 @@ A model subclasses :class:`BaseEM` and says only how to
 
 - summarise the data once before iterating (``_prepare``; by default the data
   itself, factor analysis keeps only a mean and a scatter matrix),
-- initialise its parameters (``_initialize``),
+- initialise its parameters from that summary (``_initialize``),
 - compute the expected sufficient statistics of the data and their mean
   log-likelihood under the current parameters (``_e_step``, usually summed over
   row chunks with :meth:`BaseEM._sum_over_chunks`),
@@ -63,8 +63,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return X, sample_weight
 
     @abstractmethod
-    def _initialize(self, X, sample_weight, random_state):
-        """Set the initial parameters."""
+    def _initialize(self, data, random_state):
+        """Set the initial parameters; ``data`` is what ``_prepare`` returned."""
 
     @abstractmethod
     def _e_step(self, data):
@@ -81,6 +81,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     @abstractmethod
     def _set_parameters(self, params):
         """Set the parameters returned by ``_get_parameters`` (and derived ones)."""
+
+    def _finalize(self, data):
+        """Derive attributes once the best parameters are set (optional)."""
 
     @abstractmethod
     def _score_samples(self, X):
@@ -139,7 +142,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         for init in range(n_init):
             self._verbose_init_begin(init)
             if do_init:
-                self._initialize(X, sample_weight, random_state)
+                self._initialize(data, random_state)
             lower_bound = -np.inf if do_init else self.lower_bound_
             lower_bounds, converged, n_iter = [], False, 0
             params = self._get_parameters()
@@ -178,6 +181,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.n_iter_ = best_n_iter
         self.lower_bound_ = best_lower_bound
         self.lower_bounds_ = best_lower_bounds
+        self._finalize(data)
         return self
 
     def _not_finite_message(self):

@@ -229,10 +229,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self.verbose_interval = verbose_interval
 
     # ------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None):
-        super().fit(X, y, sample_weight=sample_weight)
-        moments = self._moments
-        del self._moments
+    def _finalize(self, moments):
         self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
         self.components_ = _canonical_orientation(
             self.components_, self.noise_variance_
@@ -240,9 +237,6 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         if self.rotation is not None:
             self.components_ = _orthogonal_rotation(self.components_, self.rotation)
         self._warn_heywood(self._noise_bounds(moments.scatter)[0])
-        return self
-
-    fit.__doc__ = BaseEM.fit.__doc__
 
     def _noise_bounds(self, scatter):
         """Lower and upper bounds of the noise variances, each (n_features,).
@@ -312,13 +306,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             row_bytes=2 * 8 * X.shape[1],
         )
         mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
-        # BaseEM gives _initialize the raw data; the start needs the moments.
-        self._moments = _Moments(total_weight, mean, scatter)
-        return self._moments
+        return _Moments(total_weight, mean, scatter)
 
-    def _initialize(self, X, sample_weight, random_state):
-        moments = self._moments
-        n_components = self._n_components(X.shape[1])
+    def _initialize(self, moments, random_state):
+        n_components = self._n_components(len(moments.mean))
         floor, _ = self._noise_bounds(moments.scatter)
         if self.noise_variance_init is not None:
             noise = np.asarray(self.noise_variance_init, dtype=np.float64)

@@ -267,7 +267,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         n_columns = self._kernels.n_second(n_features) + 2 * n_features
         return X.itemsize * (n_columns + 2 * self.n_components)
 
-    def _initialize(self, X, sample_weight, random_state):
+    def _initialize(self, data, random_state):
+        X, sample_weight = data.X, data.sample_weight
         weights = means = covariances = None
         if (
             self._weights_init is None
@@ -275,7 +276,6 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             or self._precisions_init is None
         ):
             resp = self._initial_responsibilities(X, sample_weight, random_state)
-            data = self._prepare(X, sample_weight)
             chunk_statistics = partial(
                 _resp_statistics, kern=self._kernels, shift=data.shift
             )
