@@ -80,12 +80,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         three EM steps, or two when the extrapolation is rejected.
 
     noise_variance_init : array-like of shape (n_features,), default=None
-        Initial noise variances; the initial loadings are then the best ones
-        for that noise. If None, factor analysis starts from the classic
-        squared-multiple-correlation noise (as R's ``factanal``), which does
-        not depend on the units of the features, and probabilistic PCA from
-        its closed-form solution. With ``noise="isotropic"`` their mean is
-        used.
+        Initial noise variances (their mean with ``noise="isotropic"``); the
+        initial loadings are then the best ones for that noise. If None,
+        factor analysis starts from the classic squared-multiple-correlation
+        noise (as R's ``factanal``), which does not depend on the units of
+        the features, and probabilistic PCA from its closed-form solution.
 
     svd_method : {"randomized", "lapack"}, default="randomized"
         How the top eigenvectors of the (n_features, n_features) scatter
@@ -136,7 +135,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         divided by the total sample weight); it never decreases.
 
     n_iter_ : int
-        Number of iterations run.
+        Number of iterations (SQUAREM cycles) run.
 
     converged_ : bool
         Whether the gain fell below ``tol``.

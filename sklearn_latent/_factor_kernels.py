@@ -251,12 +251,13 @@ def _principal_start(
         scaled, n_components, svd_method, iterated_power, random_state
     )
     if noise_variance is not None:
-        noise = 1.0
-    elif n_components < n_features:
-        noise = (np.trace(scaled) - values.sum()) / (n_features - n_components)
+        noise = 1.0  # the given noise, in the scaled space
     else:
-        noise = values[-1]
-    noise = max(noise, floor.max()) if noise_variance is None else noise
+        if n_components < n_features:
+            noise = (np.trace(scaled) - values.sum()) / (n_features - n_components)
+        else:
+            noise = values[-1]
+        noise = max(noise, floor.max())
     rank_tol = n_features * np.finfo(np.float64).eps * max(values.max(initial=0), 0)
     squared = np.where(values > rank_tol, np.maximum(values - noise, 1e-6 * values), 0)
     components = np.sqrt(squared)[:, np.newaxis] * vectors.T * scale
