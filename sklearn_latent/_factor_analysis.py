@@ -229,9 +229,12 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
-        super().fit(X, y, sample_weight=sample_weight)
-        moments = self._moments
-        del self._moments
+        try:
+            super().fit(X, y, sample_weight=sample_weight)
+            moments = self._moments
+        finally:
+            # Only the fit needs the moments; a fitted model does not carry them.
+            vars(self).pop("_moments", None)
         self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
         self.components_ = _canonical_orientation(
             self.components_, self.noise_variance_
