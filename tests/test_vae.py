@@ -9,7 +9,6 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -326,45 +325,3 @@ def test_bad_parameters_are_rejected(fitted, X):
         fitted.inverse_transform(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="n_samples"):
         fitted.log_likelihood(X, n_samples=0)
-
-
-def test_linear_gaussian_vae_matches_exact_factor_analysis():
-    """The EM-VAE bridge: with no hidden layers the Gaussian VAE is factor analysis.
-
-    Its optimal ELBO equals the exact FA log-likelihood, and the IWAE estimate
-    of log p(x) lies between the two.
-    """
-    rng = np.random.RandomState(0)
-    n, d, k = 2000, 6, 2
-    W = rng.normal(size=(k, d))
-    noise = rng.uniform(0.2, 1.0, size=d)
-    mean = rng.normal(size=d)
-    X = rng.normal(size=(n, k)) @ W + mean + rng.normal(size=(n, d)) * np.sqrt(noise)
-
-    # Exact FA log-likelihood under the generating parameters, and at the
-    # maximum-likelihood fit (which is at least as high).
-    covariance = W.T @ W + np.diag(noise)
-    _, logdet = np.linalg.slogdet(covariance)
-    centred = X - mean
-    mahalanobis = np.einsum("ij,ij->i", centred @ np.linalg.inv(covariance), centred)
-    true_loglike = np.mean(-0.5 * (d * np.log(2 * np.pi) + logdet + mahalanobis))
-    fa = FactorAnalysis(n_components=k).fit(X)
-    exact = fa.score(X)
-    assert true_loglike <= exact < true_loglike + 0.05
-
-    vae = VAEEstimator(
-        k,
-        hidden_layer_sizes=(),
-        learning_rate_init=0.03,
-        batch_size=500,
-        max_iter=300,
-        n_iter_no_change=np.inf,
-        random_state=0,
-    )
-    fit_quietly(vae, X)
-    assert abs(vae.lower_bound_ - exact) < 0.05
-    assert abs(vae.score(X) - exact) < 0.05
-
-    subset = X[:500]
-    elbo, log_px = vae.score(subset), vae.log_likelihood(subset).mean()
-    assert elbo < log_px < fa.score(subset) + 0.01
