@@ -67,10 +67,25 @@ def numpy_case(covariance_type, n_samples, n_features, n_components, n_iter, rep
         lambda: fit(GaussianMixture, X, params, n_iter),
         repeats=repeats,
     )
+    return speed_row(
+        result,
+        "sklearn GaussianMixture (numpy)",
+        covariance_type,
+        n_samples,
+        n_features,
+        n_components,
+        n_iter,
+    )
+
+
+def speed_row(
+    result, reference, covariance_type, n_samples, n_features, n_components, n_iter
+):
+    """One row of time per iteration from a :func:`compare` result."""
     return {
         "benchmark": "gaussian_mixture",
         "case": f"GMM {covariance_type} n={n_samples} d={n_features} K={n_components}",
-        "reference": "sklearn GaussianMixture (numpy)",
+        "reference": reference,
         "covariance_type": covariance_type,
         "n_samples": n_samples,
         "n_components": n_components,
@@ -127,19 +142,19 @@ def array_api_worker(
     result = compare(
         lambda: fit(EMGaussianMixture, X, params, n_iter), reference, repeats=repeats
     )
-    return {
-        "benchmark": "gaussian_mixture",
-        "case": f"GMM {covariance_type} n={n_samples} d={n_features} K={n_components}",
-        "reference": f"sklearn GaussianMixture array API (torch {torch.__version__}"
-        f" CPU, {torch.get_num_threads()} threads)",
-        "covariance_type": covariance_type,
-        "unit": "s/iteration",
-        "ours_s": result["ours_s"] / n_iter,
-        "ref_s": result["ref_s"] / n_iter,
-        "speedup": result["speedup"],
-        "ours_score": float(result["ours_result"].lower_bound_),
-        "ref_score": float(result["ref_result"].lower_bound_),
-    }
+    reference_name = (
+        f"sklearn GaussianMixture array API (torch {torch.__version__} CPU, "
+        f"{torch.get_num_threads()} threads)"
+    )
+    return speed_row(
+        result,
+        reference_name,
+        covariance_type,
+        n_samples,
+        n_features,
+        n_components,
+        n_iter,
+    )
 
 
 def array_api_case(*args):
