@@ -69,7 +69,8 @@ def plot_scaling(rows, path):
         ax.set_xscale("log" if key == "n_samples" else "linear")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     axes[0].set_title("cost against n_samples")
     axes[1].set_title("cost against n_components")
     fig.tight_layout()
