@@ -24,17 +24,17 @@ from numbers import Integral, Real
 from time import perf_counter
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils._chunking import get_chunk_n_rows
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import (
     _check_sample_weight,
     _num_samples,
     check_is_fitted,
     validate_data,
 )
+
+from ._utils import Interval, _fit_context, get_chunk_n_rows, restored_on_error
 
 # Rows per chunk at most: chunks this size keep the temporaries of one E-step in
 # cache and amortise Python overhead; scikit-learn's `working_memory` can only
@@ -126,6 +126,11 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted estimator.
         """
+        # A fit that raises leaves the previously fitted model as it was.
+        with restored_on_error(self):
+            return self._fit(X, sample_weight)
+
+    def _fit(self, X, sample_weight):
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
@@ -174,7 +179,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 "Try different init parameters, or increase max_iter, "
                 "tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._set_parameters(best_params)
         self.converged_ = best_converged

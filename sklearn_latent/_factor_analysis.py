@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._em import BaseEM
@@ -26,6 +25,7 @@ from ._factor_kernels import (
     _smc_noise_variance,
     _squarem_extrapolate,
 )
+from ._utils import Interval, StrOptions
 
 # Smallest noise variance of a feature, relative to its variance: a feature
 # that reaches it is explained without noise (a Heywood case). Bounding
@@ -270,7 +270,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "check for features that are (nearly) combinations of others, or "
                 "use noise='isotropic'.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _n_components(self, n_features):

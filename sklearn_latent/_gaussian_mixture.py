@@ -9,11 +9,11 @@ from scipy.special import logsumexp
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_array, gen_batches
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
 from ._em import MAX_CHUNK_ROWS, BaseEM
+from ._utils import Interval, StrOptions
 
 
 def _check_shape(param, shape, name):

@@ -14,14 +14,13 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     DensityMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state, gen_batches
-from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._utils import Interval, Options, StrOptions, _fit_context, restored_on_error
 from ._losses import elbo_terms, iwae
 from ._modules import ACTIVATIONS, VAE
 from ._training import train
@@ -258,6 +257,11 @@ class VAEEstimator(
         self : object
             The fitted estimator.
         """
+        # A fit that raises leaves the previously fitted model as it was.
+        with restored_on_error(self):
+            return self._fit(X)
+
+    def _fit(self, X):
         warm = self.warm_start and hasattr(self, "module_")
         X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
         architecture = (
@@ -325,7 +329,7 @@ class VAEEstimator(
                 "reached and the ELBO has not converged yet; consider increasing "
                 "max_iter.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         return self
 
