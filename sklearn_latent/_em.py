@@ -131,7 +131,24 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             return self._fit(X, sample_weight)
 
     def _fit(self, X, sample_weight):
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        try:
+            X = validate_data(
+                self,
+                X,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=2,
+                reset=do_init,
+            )
+        except ValueError as error:
+            if do_init or "features" not in str(error):
+                raise
+            raise ValueError(
+                f"{error} warm_start=True continues from the fitted model; set "
+                "warm_start=False to fit data with other features."
+            ) from error
+        if not do_init:
+            self._check_warm_start()
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=X.dtype, ensure_non_negative=True
@@ -139,7 +156,6 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._check_parameters(X, sample_weight)
         data = self._prepare(X, sample_weight)
 
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = getattr(self, "n_init", 1) if do_init else 1
         random_state = check_random_state(self.random_state)
 
@@ -182,12 +198,34 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 stacklevel=3,
             )
         self._set_parameters(best_params)
+        self._structure = self._structure_parameters()
         self.converged_ = best_converged
         self.n_iter_ = best_n_iter
         self.lower_bound_ = best_lower_bound
         self.lower_bounds_ = best_lower_bounds
         self._finalize(data)
         return self
+
+    # Parameters that fix the shapes of the fitted model: warm_start cannot
+    # carry a model over a change of any of them.
+    _structure_names = ()
+
+    def _structure_parameters(self):
+        return {name: getattr(self, name) for name in self._structure_names}
+
+    def _check_warm_start(self):
+        changed = [
+            name
+            for name, value in self._structure_parameters().items()
+            if self._structure.get(name) != value
+        ]
+        if changed:
+            raise ValueError(
+                "warm_start=True continues from the fitted model, but "
+                f"{', '.join(changed)} changed since it was fitted "
+                f"({', '.join(f'{n}={self._structure[n]!r}' for n in changed)} "
+                "then); set warm_start=False to fit afresh."
+            )
 
     def _not_finite_message(self):
         return (

@@ -198,6 +198,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         "rotation": [StrOptions({"varimax", "quartimax"}), None],
     }
 
+    _structure_names = ("n_components", "noise")
+
     def __init__(
         self,
         n_components=None,

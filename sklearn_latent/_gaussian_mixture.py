@@ -182,6 +182,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "precisions_init": ["array-like", None],
     }
 
+    _structure_names = ("n_components", "covariance_type")
+
     def __init__(
         self,
         n_components=1,

@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_latent
+from sklearn_latent import EMFactorAnalysis, EMGaussianMixture
 
 
 def public_estimators():
@@ -78,3 +79,30 @@ def test_failed_refit_leaves_the_fitted_model_as_it_was(cls):
         estimator.fit(X_bad)
     _assert_same_state(before, _fitted_state(estimator))
     np.testing.assert_array_equal(estimator.score_samples(X), scores)
+
+
+@pytest.mark.parametrize(
+    "estimator, change",
+    [
+        (EMGaussianMixture(2), {"n_components": 3}),
+        (EMGaussianMixture(2), {"covariance_type": "diag"}),
+        (EMFactorAnalysis(2), {"n_components": 1}),
+        (EMFactorAnalysis(2), {"noise": "isotropic"}),
+    ],
+    ids=repr,
+)
+def test_warm_start_refuses_a_model_of_another_shape(estimator, change):
+    X = np.random.RandomState(0).randn(100, 3)
+    estimator.set_params(warm_start=True, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X)
+        fitted = _fitted_state(estimator)
+        with pytest.raises(ValueError, match="warm_start=True.*other features"):
+            estimator.fit(np.c_[X, X[:, 0]])
+        original = {name: getattr(estimator, name) for name in change}
+        estimator.set_params(**change)
+        with pytest.raises(ValueError, match=f"warm_start=True.*{next(iter(change))}"):
+            estimator.fit(X)
+    estimator.set_params(**original)
+    _assert_same_state(fitted, _fitted_state(estimator))
