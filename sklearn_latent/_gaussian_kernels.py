@@ -1,35 +1,33 @@
 """Pure numerical kernels of the Gaussian mixture, batched over components.
 
-A Gaussian log-density is linear in the sufficient statistics of x::
+Every computation runs in float64, whatever the input dtype, on rows taken
+about a *reference point*: x = r + y. The log-density of component k is then
 
-    log N(x | mu_k, P_k^-1) = -1/2 <P_k, x x^T> + x^T P_k mu_k
-                              - 1/2 mu_k^T P_k mu_k + log det U_k - d/2 log 2 pi
+    log N(x | mu_k, P_k^-1) = -1/2 <P_k, y y^T> + y^T P_k delta - 1/2 delta^T P_k delta
+                              + log det U_k - d/2 log 2 pi,     delta = mu_k - r
 
-(P_k = U_k U_k^T the precision, U_k its upper-triangular Cholesky factor). So
-for a chunk of rows we build one feature matrix ``F = [second(x), x]`` — the
-second-order statistics each covariance type needs, then x — and one matrix
-product ``F @ A`` gives every component's log-density at once, while
-``resp.T @ F`` gives every sufficient statistic the M-step needs. scikit-learn
-loops over components in Python instead; this halves the arithmetic of the
-``full`` case and removes it almost entirely for ``tied``, whose shared
-quadratic term x^T P x does not depend on the component: responsibilities never
-need it, and the total log-likelihood gets it as tr(P S) from the scatter
-matrix S computed once before iterating.
+(P_k = U_k U_k^T, U_k upper triangular). The first term is linear in the
+second-order features of y, so one matrix product ``A2 @ second(y)`` gives it
+for every component at once; the rest is one small product per reference.
+The statistics the M-step needs are sums over rows about the same references,
+which add up across chunks, and turn into moments centred on each component's
+new mean at the end (:meth:`Covariance.centred_scatter`).
 
-Second-order statistics per covariance type (columns of ``second(x)``):
+Which reference? Rounding errors grow with |y|^2 ||P_k||. For ordinary data a
+single reference, the data mean, keeps them far below anything that matters
+(:func:`needs_nearest_reference` bounds them): the fast path. When a
+component lies far from the data mean compared with its spread, each row is
+taken about the component mean nearest to it instead, so y is of the order
+of the row's own component spread and the error grows at most linearly in the
+distance between components, as in scikit-learn, which centres every
+component on its own mean but pays for it with one pass per component.
 
-=========  =========================  ====================
-full       x_i x_j, i <= j            d (d + 1) / 2
-tied       none                       0
-diag       x_j ** 2                   d
-spherical  ||x|| ** 2                 1
-=========  =========================  ====================
-
-Shapes: n rows, d features, K components, p second-order columns.
+Shapes: n rows, d features, K components, R references, p second-order
+columns of one covariance type. Chunks are (d, n): samples as columns, so
+every second-order row is a product of two contiguous rows.
 """
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -44,79 +42,316 @@ FLOAT32_HINT = (
     " The numerical accuracy can also be improved by passing float64"
     " data instead of float32."
 )
+# The fast path is taken while its rounding error bound stays below this, in
+# nats per sample: far below any tolerance, and below scikit-learn's own error.
+FAST_PATH_ERROR = 1e-9
 
 
-def _ill_defined(dtype):
+def collapse_floor(radius):
+    """Variances at most this are rounding residue of a collapsed component.
+
+    About their own means, the rows of a component that collapsed onto one
+    point differ by rounding of order eps * radius (the data's extent).
+    """
+    return (100 * np.finfo(np.float64).eps * radius) ** 2
+
+
+def ill_defined(dtype):
     return ValueError(
         ILL_DEFINED_COVARIANCE + (FLOAT32_HINT if dtype == np.float32 else "")
     )
 
 
-# ------------------------------------------------------- second-order features
-# Chunks are laid out with samples as columns, (d, n): each second-order row is
-# then a product of two contiguous rows, and the matrix products that follow
-# read long contiguous rows.
-def _second_full(XT, out):
-    """x_i x_j for i <= j, in np.triu_indices order: (d, n) -> out (p, n)."""
-    d = len(XT)
-    start = 0
-    for i in range(d):
-        np.multiply(XT[i], XT[i:], out=out[start : start + d - i])
-        start += d - i
+def _cholesky_lower(matrices, dtype, floor):
+    """Lower Cholesky factors of a (..., d, d) stack.
 
-
-def _second_tied(XT, out):
-    """No component-specific second-order term: out is (0, n)."""
-
-
-def _second_diag(XT, out):
-    """x_j ** 2: (d, n) -> out (d, n)."""
-    np.square(XT, out=out)
-
-
-def _second_spherical(XT, out):
-    """||x|| ** 2: (d, n) -> out (1, n)."""
-    np.einsum("ij,ij->j", XT, XT, out=out[0])
-
-
-def features(X, shift, kern):
-    """Features [second(x - s); x - s] of a chunk, samples as columns.
-
-    (n, d) rows, (d,) shift -> (p + d, n).
+    Ill-defined error if a matrix is not positive definite, or if a variance
+    left after the earlier features are explained is at most ``floor``: the
+    rounding level of a collapsed component.
     """
-    n_samples, n_features = X.shape
-    n_second = kern.n_second(n_features)
-    out = np.empty((n_second + n_features, n_samples), dtype=X.dtype)
-    np.subtract(X.T, shift[:, np.newaxis], out=out[n_second:])
-    kern.second(out[n_second:], out[:n_second])
-    return out
-
-
-# -------------------------------------------- precision Cholesky and log-dets
-def _precision_cholesky_full(covariances):
-    """(K, d, d) covariances -> (K, d, d) upper factors U with U U^T = inverse."""
     try:
-        cov_chol = scipy.linalg.cholesky(covariances, lower=True)
+        lower = np.linalg.cholesky(matrices)
     except np.linalg.LinAlgError:
-        raise _ill_defined(covariances.dtype) from None
-    identity = np.broadcast_to(
-        np.eye(covariances.shape[-1], dtype=covariances.dtype), covariances.shape
+        raise ill_defined(dtype) from None
+    if np.any(np.diagonal(lower, axis1=-2, axis2=-1) ** 2 <= floor):
+        raise ill_defined(dtype)
+    return lower
+
+
+def _inverse_transposed(lower):
+    """(K, d, d) lower factors L -> upper U = L^-T, so U U^T = (L L^T)^-1."""
+    identity = np.eye(lower.shape[-1])
+    return np.stack(
+        [scipy.linalg.solve_triangular(L, identity, lower=True).T for L in lower]
     )
-    return np.swapaxes(
-        scipy.linalg.solve_triangular(cov_chol, identity, lower=True), -1, -2
-    )
 
 
-def _precision_cholesky_tied(covariance):
-    """(d, d) covariance -> (d, d) upper factor U with U U^T = its inverse."""
-    return _precision_cholesky_full(covariance[np.newaxis])[0]
+class Covariance:
+    """The protocol of one covariance structure; the classes below fill it in.
+
+    Precision factors ``U`` and precisions ``P`` have the shape of the
+    covariances: (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
+    """
+
+    @staticmethod
+    def n_second(d):
+        """Number of second-order feature rows p."""
+        raise NotImplementedError
+
+    @staticmethod
+    def second(YT, out):
+        """Second-order features of a (d, n) chunk into out (p, n)."""
+
+    @staticmethod
+    def precision_cholesky(covariances, dtype, floor=0.0):
+        """Covariances -> upper factors U of their inverses.
+
+        A variance at most ``floor`` (the rounding level of a collapsed
+        component) is an error, as a non-positive one.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def precisions(U):
+        """U -> U U^T (elementwise square for diag and spherical)."""
+        return U**2
+
+    @staticmethod
+    def log_det(U, d):
+        """(K,) log det U_k."""
+        raise NotImplementedError
+
+    @staticmethod
+    def second_coef(P, K):
+        """(K, p) coefficients of the second-order features in <P_k, y y^T>."""
+        raise NotImplementedError
+
+    @staticmethod
+    def times(P, V):
+        """(K, d) rows P_k v_k for V (K, d)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def squared_norm(U, Y):
+        """||U^T y||^2 of each column of Y (d, n), for the tied model only."""
+        raise NotImplementedError
+
+    @staticmethod
+    def centred_scatter(second, first, counts, offsets):
+        """Scatter of each component about its own mean, in the covariance shape.
+
+        ``second`` (K, p): sums of r second(y); ``first`` (R, K, d): sums of
+        r y per reference; ``counts`` (R, K): sums of r per reference;
+        ``offsets`` (R, K, d): reference minus the component's mean. Since
+        x - mean = y + offset, the scatter is the sum over references of
+        second + first (x) offset + offset (x) first + count offset (x) offset.
+        """
+        raise NotImplementedError
+
+    @staticmethod
+    def factors(covariances):
+        """Covariances -> lower factors L (K or 1, d, d), or std (K, d) / (K, 1)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def n_parameters(K, d):
+        raise NotImplementedError
 
 
-def _precision_cholesky_vector(covariances):
-    """Diagonal or spherical variances -> 1 / sqrt(variances), same shape."""
-    if np.any(covariances <= 0.0):
-        raise _ill_defined(covariances.dtype)
-    return 1.0 / np.sqrt(covariances)
+class Full(Covariance):
+    @staticmethod
+    def n_second(d):
+        return d * (d + 1) // 2
+
+    @staticmethod
+    def second(YT, out):
+        """y_i y_j for i <= j, in np.triu_indices order."""
+        d, start = len(YT), 0
+        for i in range(d):
+            np.multiply(YT[i], YT[i:], out=out[start : start + d - i])
+            start += d - i
+
+    @staticmethod
+    def precision_cholesky(covariances, dtype, floor=0.0):
+        return _inverse_transposed(_cholesky_lower(covariances, dtype, floor))
+
+    @staticmethod
+    def precisions(U):
+        return U @ np.swapaxes(U, -1, -2)
+
+    @staticmethod
+    def log_det(U, d):
+        return np.sum(np.log(np.diagonal(U, axis1=-2, axis2=-1)), axis=-1)
+
+    @staticmethod
+    def second_coef(P, K):
+        rows, cols = np.triu_indices(P.shape[-1])
+        # Off-diagonal products appear once in the upper triangle, twice in y^T P y.
+        return P[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
+
+    @staticmethod
+    def times(P, V):
+        return np.einsum("kij,kj->ki", P, V)
+
+    @staticmethod
+    def centred_scatter(second, first, counts, offsets):
+        K, d = first.shape[1:]
+        rows, cols = np.triu_indices(d)
+        scatter = np.empty((K, d, d))
+        scatter[:, rows, cols] = second
+        scatter[:, cols, rows] = second
+        cross = np.einsum("rkd,rke->kde", first, offsets)
+        scatter += cross + np.swapaxes(cross, 1, 2)
+        scatter += np.einsum("rk,rkd,rke->kde", counts, offsets, offsets)
+        return scatter
+
+    @staticmethod
+    def factors(covariances):
+        return np.linalg.cholesky(covariances)
+
+    @staticmethod
+    def n_parameters(K, d):
+        return K * d * (d + 1) // 2
+
+
+class Tied(Full):
+    """One shared covariance: no component-specific second-order term.
+
+    The shared -1/2 y^T P y changes no responsibility; the log-likelihood
+    gets it from the scatter of the rows about their references.
+    """
+
+    @staticmethod
+    def n_second(d):
+        return 0
+
+    @staticmethod
+    def second(YT, out):
+        pass
+
+    @staticmethod
+    def precision_cholesky(covariance, dtype, floor=0.0):
+        return Full.precision_cholesky(covariance[np.newaxis], dtype, floor)[0]
+
+    @staticmethod
+    def log_det(U, d):
+        return np.sum(np.log(np.diagonal(U)))
+
+    @staticmethod
+    def second_coef(P, K):
+        return np.empty((K, 0))
+
+    @staticmethod
+    def times(P, V):
+        return V @ P
+
+    @staticmethod
+    def squared_norm(U, Y):
+        Z = U.T @ Y
+        return np.einsum("ij,ij->j", Z, Z)
+
+    @staticmethod
+    def centred_scatter(second, first, counts, offsets):
+        """The pooled cross and offset terms of every component, (d, d).
+
+        The rows' own scatter about their references is added by the caller.
+        """
+        cross = np.einsum("rkd,rke->de", first, offsets)
+        return cross + cross.T + np.einsum("rk,rkd,rke->de", counts, offsets, offsets)
+
+    @staticmethod
+    def factors(covariance):
+        return np.linalg.cholesky(covariance)[np.newaxis]
+
+    @staticmethod
+    def n_parameters(K, d):
+        return d * (d + 1) // 2
+
+
+class Diag(Covariance):
+    @staticmethod
+    def n_second(d):
+        return d
+
+    @staticmethod
+    def second(YT, out):
+        np.square(YT, out=out)
+
+    @staticmethod
+    def precision_cholesky(covariances, dtype, floor=0.0):
+        if np.any(covariances <= max(floor, 0.0)):
+            raise ill_defined(dtype)
+        return 1.0 / np.sqrt(covariances)
+
+    @staticmethod
+    def log_det(U, d):
+        return np.sum(np.log(U), axis=1)
+
+    @staticmethod
+    def second_coef(P, K):
+        return P
+
+    @staticmethod
+    def times(P, V):
+        return P * V
+
+    @staticmethod
+    def centred_scatter(second, first, counts, offsets):
+        return (
+            second
+            + 2 * np.einsum("rkd,rkd->kd", first, offsets)
+            + np.einsum("rk,rkd->kd", counts, offsets**2)
+        )
+
+    @staticmethod
+    def factors(covariances):
+        return np.sqrt(covariances)
+
+    @staticmethod
+    def n_parameters(K, d):
+        return K * d
+
+
+class Spherical(Diag):
+    @staticmethod
+    def n_second(d):
+        return 1
+
+    @staticmethod
+    def second(YT, out):
+        np.einsum("ij,ij->j", YT, YT, out=out[0])
+
+    @staticmethod
+    def log_det(U, d):
+        return d * np.log(U)
+
+    @staticmethod
+    def second_coef(P, K):
+        return P[:, np.newaxis]
+
+    @staticmethod
+    def times(P, V):
+        return P[:, np.newaxis] * V
+
+    @staticmethod
+    def centred_scatter(second, first, counts, offsets):
+        """The trace of each component's scatter: (K,)."""
+        return (
+            second[:, 0]
+            + 2 * np.einsum("rkd,rkd->k", first, offsets)
+            + np.einsum("rk,rkd->k", counts, offsets**2)
+        )
+
+    @staticmethod
+    def factors(covariances):
+        return np.sqrt(covariances)[:, np.newaxis]
+
+    @staticmethod
+    def n_parameters(K, d):
+        return K
+
+
+COVARIANCES = {"full": Full, "tied": Tied, "diag": Diag, "spherical": Spherical}
 
 
 def precision_cholesky_from_precisions(precisions, covariance_type):
@@ -128,249 +363,101 @@ def precision_cholesky_from_precisions(precisions, covariance_type):
     if covariance_type in ("diag", "spherical"):
         return np.sqrt(precisions)
     flipped = np.flip(precisions, axis=(-2, -1))
-    return np.flip(scipy.linalg.cholesky(flipped, lower=True), axis=(-2, -1))
+    try:
+        lower = np.linalg.cholesky(flipped)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            f"'{covariance_type} precision' should be symmetric, positive-definite"
+        ) from None
+    return np.flip(lower, axis=(-2, -1))
 
 
-def _log_det_full(precisions_chol, n_features):
-    """(K, d, d) -> (K,): log det U_k."""
-    return np.sum(np.log(np.diagonal(precisions_chol, axis1=-2, axis2=-1)), axis=-1)
+# -------------------------------------------------------------- references
+def needs_nearest_reference(cov, U, means, shift, radius):
+    """Whether rows must be taken about their nearest component mean.
 
-
-def _log_det_tied(precision_chol, n_features):
-    """(d, d) -> scalar."""
-    return np.sum(np.log(np.diagonal(precision_chol)))
-
-
-def _log_det_diag(precisions_chol, n_features):
-    """(K, d) -> (K,)."""
-    return np.sum(np.log(precisions_chol), axis=1)
-
-
-def _log_det_spherical(precisions_chol, n_features):
-    """(K,) -> (K,)."""
-    return n_features * np.log(precisions_chol)
-
-
-# ------------------------------------------------------------ precisions P
-def _precisions_full(precisions_chol):
-    """(K, d, d) upper factors -> (K, d, d) precisions U U^T."""
-    return precisions_chol @ np.swapaxes(precisions_chol, -1, -2)
-
-
-def _precisions_vector(precisions_chol):
-    """Diagonal or spherical factors -> precisions, same shape."""
-    return precisions_chol**2
-
-
-# ------------------------------------------------------- natural parameters
-def _second_natural_full(precisions):
-    """(K, d, d) precisions -> (K, p): coefficients of x_i x_j, i <= j."""
-    rows, cols = np.triu_indices(precisions.shape[-1])
-    # Off-diagonal products appear once in the upper triangle but twice in x^T P x.
-    multiplicity = np.where(rows == cols, 1, 2).astype(precisions.dtype)
-    return precisions[:, rows, cols] * multiplicity
-
-
-def _second_natural_tied(precision):
-    """No second-order coefficients: (0,)."""
-    return np.empty(0, dtype=precision.dtype)
-
-
-def _second_natural_diag(precisions):
-    """(K, d) -> (K, d)."""
-    return precisions
-
-
-def _second_natural_spherical(precisions):
-    """(K,) -> (K,), one coefficient per component."""
-    return precisions
-
-
-def _precision_times_means_full(precisions, means):
-    """(K, d, d), (K, d) -> (K, d): P_k mu_k."""
-    return np.einsum("kij,kj->ki", precisions, means)
-
-
-def _precision_times_means_tied(precision, means):
-    """(d, d), (K, d) -> (K, d)."""
-    return means @ precision
-
-
-def _precision_times_means_vector(precisions, means):
-    """(K, d) or (K,), (K, d) -> (K, d)."""
-    return precisions.reshape(len(means), -1) * means
-
-
-# --------------------------------------------------------------- M-step
-def _unpack_second(second_sums, nk, d):
-    """(K, p) sums of x_i x_j (i <= j) -> (K, d, d) symmetric second moments / nk."""
-    rows, cols = np.triu_indices(d)
-    moments = np.empty((len(nk), d, d), dtype=second_sums.dtype)
-    moments[:, rows, cols] = second_sums
-    moments[:, cols, rows] = second_sums
-    return moments / nk[:, np.newaxis, np.newaxis]
-
-
-def _covariances_full(nk, means, second_sums, reg_covar, **_):
-    """Covariances from second moments about the shift: (K, d, d).
-
-    ``means`` and ``second_sums`` are taken about the shift.
+    About the single shift, the features' rounding error is at most about
+    eps d ||P_k||_F (radius + |mu_k - s|)^2 nats, ``radius`` the largest
+    distance of a row from the shift; the fast path is kept while that bound
+    is below FAST_PATH_ERROR.
     """
+    P = cov.precisions(U)
     d = means.shape[1]
-    covariances = _unpack_second(second_sums, nk, d)
-    covariances -= means[:, :, np.newaxis] * means[:, np.newaxis, :]
-    covariances[:, np.arange(d), np.arange(d)] += reg_covar
-    return covariances
+    if cov is Spherical:
+        size = P * math.sqrt(d)
+    elif cov is Tied:
+        size = np.linalg.norm(P)
+    else:
+        size = np.sqrt(np.sum(P.reshape(len(P), -1) ** 2, axis=1))
+    reach = radius + np.linalg.norm(means - shift, axis=1)
+    bound = np.finfo(np.float64).eps * d * np.max(size * reach**2)
+    return not bound < FAST_PATH_ERROR  # a NaN bound takes the careful path
 
 
-def _covariances_tied(
-    nk, means, second_sums, reg_covar, *, scatter, shift, total_weight
-):
-    """Shared covariance (d, d): (X^T X - sum_k nk mu_k mu_k^T) / sum_k nk.
+class Model:
+    """What the E-step needs of the current parameters, all in float64.
 
-    As scikit-learn, X^T X is the whole data's, whatever the responsibilities
-    (at initialisation they need not sum to one per row). About the shift s,
-    with ``scatter`` the data's and ``means`` d_k = mu_k - s, that is
-    S - sum nk d d^T - f s^T - s f^T + (W - sum nk) s s^T, f = sum nk d_k:
-    the last three terms vanish when each row's responsibilities sum to one.
+    ``refs`` (R, d) are the references about the shift: the shift itself (R
+    = 1) on the fast path, else the component means. ``A2`` (K, p) holds the
+    second-order coefficients, ``lin`` (R, K, d) the linear ones P_k delta and
+    ``const`` (R, K) the constants of each reference.
     """
-    total_nk = np.sum(nk)
-    first_total = nk @ means
-    covariance = (
-        scatter
-        - (nk * means.T) @ means
-        - np.outer(first_total, shift)
-        - np.outer(shift, first_total)
-        + (total_weight - total_nk) * np.outer(shift, shift)
-    ) / total_nk
-    covariance.flat[:: len(covariance) + 1] += reg_covar
-    return covariance
+
+    def __init__(self, cov, weights, means, U, shift, nearest):
+        self.cov, self.U, self.shift = cov, U, shift
+        K, d = means.shape
+        P = cov.precisions(U)
+        self.refs = means - shift if nearest else np.zeros((1, d))
+        delta = (means - shift)[np.newaxis] - self.refs[:, np.newaxis]
+        self.lin = np.stack([cov.times(P, dk) for dk in delta])
+        self.A2 = -0.5 * cov.second_coef(P, K)
+        self.const = (
+            -0.5 * np.einsum("rkd,rkd->rk", self.lin, delta)
+            + cov.log_det(U, d)
+            + np.log(weights)
+            - 0.5 * d * math.log(2 * math.pi)
+        )
 
 
-def _covariances_diag(nk, means, second_sums, reg_covar, **_):
-    """(K, d)."""
-    return second_sums / nk[:, np.newaxis] - means**2 + reg_covar
+def rows_about_references(X, shift, refs):
+    """A chunk about its references, grouped by reference.
 
-
-def _covariances_spherical(nk, means, second_sums, reg_covar, **_):
-    """(K,): the mean of the diagonal variances."""
-    d = means.shape[1]
-    return (second_sums[:, 0] / nk - np.sum(means**2, axis=1)) / d + reg_covar
-
-
-# --------------------------------------------------------------- sampling
-def _cholesky_factors_full(covariances):
-    """(K, d, d) -> (K, d, d) lower factors L with L L^T = covariance."""
-    return scipy.linalg.cholesky(covariances, lower=True)
-
-
-def _cholesky_factors_tied(covariance):
-    return scipy.linalg.cholesky(covariance, lower=True)[np.newaxis]
-
-
-def _std_diag(covariances):
-    return np.sqrt(covariances)
-
-
-def _std_spherical(covariances):
-    return np.sqrt(covariances)[:, np.newaxis]
-
-
-class CovarianceKernels(NamedTuple):
-    """The kernels of one covariance type."""
-
-    second: object  # chunk (d, n), out (p, n): fills out
-    n_second: object  # d -> p
-    precision_cholesky: object  # covariances -> upper factors U
-    precisions: object  # U -> P
-    log_det: object  # U, d -> (K,) log det U_k
-    second_natural: object  # P -> (K, p)
-    precision_times_means: object  # P, means -> (K, d)
-    covariances: object  # nk, means, second sums, reg, **data -> covariances
-    covariance_factors: object  # covariances -> L (K, d, d) or std (K, d) / (K, 1)
-    n_covariance_parameters: object  # K, d -> int
-
-
-KERNELS = {
-    "full": CovarianceKernels(
-        _second_full,
-        lambda d: d * (d + 1) // 2,
-        _precision_cholesky_full,
-        _precisions_full,
-        _log_det_full,
-        _second_natural_full,
-        _precision_times_means_full,
-        _covariances_full,
-        _cholesky_factors_full,
-        lambda k, d: k * d * (d + 1) // 2,
-    ),
-    "tied": CovarianceKernels(
-        _second_tied,
-        lambda d: 0,
-        _precision_cholesky_tied,
-        _precisions_full,
-        _log_det_tied,
-        _second_natural_tied,
-        _precision_times_means_tied,
-        _covariances_tied,
-        _cholesky_factors_tied,
-        lambda k, d: d * (d + 1) // 2,
-    ),
-    "diag": CovarianceKernels(
-        _second_diag,
-        lambda d: d,
-        _precision_cholesky_vector,
-        _precisions_vector,
-        _log_det_diag,
-        _second_natural_diag,
-        _precision_times_means_vector,
-        _covariances_diag,
-        _std_diag,
-        lambda k, d: k * d,
-    ),
-    "spherical": CovarianceKernels(
-        _second_spherical,
-        lambda d: 1,
-        _precision_cholesky_vector,
-        _precisions_vector,
-        _log_det_spherical,
-        _second_natural_spherical,
-        _precision_times_means_vector,
-        _covariances_spherical,
-        _std_spherical,
-        lambda k, d: k,
-    ),
-}
-
-
-def natural_parameters(kern, means, precisions_chol, log_weights):
-    """Coefficients of the chunk features and the per-component constants.
-
-    ``coef @ features + const[:, None]`` is log(weight_k N(x | mu_k, Sigma_k))
-    for every covariance type except ``tied``, where the component-free term
-    -1/2 x^T P x is left out (see :func:`tied_quadratic`). ``means`` are
-    taken about the same shift as the features.
-
-    Returns coef (K, p + d) and const (K,).
+    (n, d) rows -> Y (d, n) in a new column order, ``order`` (n,) that maps
+    the new columns to the rows, and the column slices of each reference.
+    With one reference the order is the identity.
     """
-    precisions = kern.precisions(precisions_chol)
-    p_mu = kern.precision_times_means(precisions, means)
-    # reshape: the tied model has no second-order coefficients, (K, 0).
-    second_coef = kern.second_natural(precisions).reshape(len(means), -1)
-    coef = np.hstack([-0.5 * second_coef, p_mu])
-    const = (
-        -0.5 * np.einsum("kd,kd->k", p_mu, means)
-        + kern.log_det(precisions_chol, means.shape[1])
-        + log_weights
-        - 0.5 * means.shape[1] * math.log(2 * math.pi)
+    Y = np.subtract(X.T, shift[:, np.newaxis], dtype=np.float64)
+    if len(refs) == 1:
+        return Y, None, [slice(0, Y.shape[1])]
+    # The nearest reference in Euclidean distance: any near one keeps y small.
+    nearest = np.argmax(refs @ Y - 0.5 * np.sum(refs**2, axis=1)[:, np.newaxis], axis=0)
+    order = np.argsort(nearest, kind="stable")
+    Y = Y[:, order]
+    Y -= refs.T[:, nearest[order]]
+    ends = np.cumsum(np.bincount(nearest, minlength=len(refs)))
+    return (
+        Y,
+        order,
+        [slice(a, b) for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)],
     )
-    return coef, const
 
 
-def tied_quadratic(XT, precision_chol):
-    """-1/2 x^T P x of each sample for the tied model: (d, n), (d, d) -> (n,)."""
-    y = precision_chol.T @ XT
-    return -0.5 * np.einsum("ij,ij->j", y, y)
+def second_features(cov, Y):
+    """(d, n) -> (p, n) second-order features of the columns of Y."""
+    out = np.empty((cov.n_second(len(Y)), Y.shape[1]))
+    cov.second(Y, out)
+    return out
+
+
+def log_prob(model, Y, groups, F2):
+    """log(weight_k N(x | mu_k, Sigma_k)) of every column: (K, n).
+
+    For the tied model the component-free -1/2 y^T P y is left out.
+    """
+    out = model.A2 @ F2
+    for r, cols in enumerate(groups):
+        out[:, cols] += model.lin[r] @ Y[:, cols] + model.const[r][:, np.newaxis]
+    return out
 
 
 def log_normalize(weighted_log_prob):
@@ -385,3 +472,14 @@ def log_normalize(weighted_log_prob):
     total = np.sum(resp, axis=0)
     resp /= total
     return resp, np.log(total) + col_max
+
+
+def resp_statistics(Y, groups, F2, resp):
+    """Sums of a chunk for weighted responsibilities ``resp`` (K, n).
+
+    Returns counts (R, K), first (R, K, d) and second (K, p) about the
+    references; see :meth:`Covariance.centred_scatter`.
+    """
+    counts = np.stack([resp[:, cols].sum(axis=1) for cols in groups])
+    first = np.stack([resp[:, cols] @ Y[:, cols].T for cols in groups])
+    return counts, first, resp @ F2.T

@@ -12,8 +12,8 @@ from sklearn.utils import check_array, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
-from ._em import MAX_CHUNK_ROWS, BaseEM
-from ._utils import Interval, StrOptions
+from ._em import BaseEM
+from ._utils import Interval, StrOptions, get_chunk_n_rows
 
 
 def _check_shape(param, shape, name):
@@ -244,30 +244,36 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             )
 
     def _prepare(self, X, sample_weight):
-        # Statistics are taken about the weighted data mean: a shift that keeps
-        # the second moments well conditioned for data far from the origin.
-        shift = np.average(X, axis=0, weights=sample_weight).astype(X.dtype)
-        total_weight = X.shape[0] if sample_weight is None else sample_weight.sum()
-        scatter = None
-        if self.covariance_type == "tied":
-            # The tied M-step needs sum w x x^T, which no iteration changes.
-            (scatter,) = self._sum_over_chunks(
-                lambda Xc, wc: (_weighted_scatter(Xc - shift, wc),),
-                X,
-                sample_weight,
-                X.itemsize * X.shape[1],
-            )
-        return _Data(X, sample_weight, shift, total_weight, scatter)
+        total_weight = float(X.shape[0])
+        if sample_weight is not None:
+            # Weights are relative: scaled to mean one, tiny or huge totals
+            # behave as unit weights (reg_covar and the 10 eps of empty
+            # components are then on the scale of the rows).
+            sample_weight = sample_weight / np.max(sample_weight)
+            sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
+            total_weight = float(sample_weight.sum())
+        # Rows are taken about the weighted data mean (see _gaussian_kernels).
+        shift = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
+        radius, scatter = 0.0, None
+        for rows in gen_batches(len(X), get_chunk_n_rows(16 * X.shape[1])):
+            Y = np.subtract(X[rows], shift, dtype=np.float64)
+            radius = max(radius, float(np.sqrt(np.max(np.einsum("ij,ij->i", Y, Y)))))
+            if self.covariance_type == "tied":
+                # The tied fast path needs sum w y y^T, which no iteration changes.
+                wY = Y if sample_weight is None else Y * sample_weight[rows, None]
+                scatter = Y.T @ wY if scatter is None else scatter + Y.T @ wY
+        return _Data(X, sample_weight, shift, total_weight, radius, scatter)
 
     @property
-    def _kernels(self):
-        return gk.KERNELS[self.covariance_type]
+    def _cov(self):
+        return gk.COVARIANCES[self.covariance_type]
 
     def _row_bytes(self, X):
-        """Bytes of temporaries per row of a chunk: features, and (K, n) twice."""
+        """Bytes of float64 temporaries per row of a chunk: y twice, features,
+        (K, n) twice."""
         n_features = X.shape[1]
-        n_columns = self._kernels.n_second(n_features) + 2 * n_features
-        return X.itemsize * (n_columns + 2 * self.n_components)
+        n_columns = self._cov.n_second(n_features) + 3 * n_features
+        return 8 * (n_columns + 2 * self.n_components)
 
     def _initialize(self, data, random_state):
         X, sample_weight = data.X, data.sample_weight
@@ -278,28 +284,43 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             or self._precisions_init is None
         ):
             resp = self._initial_responsibilities(X, sample_weight, random_state)
-            chunk_statistics = partial(
-                _resp_statistics, kern=self._kernels, shift=data.shift
+            # The component means first, then every sum about the nearest one.
+            resp_sum, first = self._sum_over_chunks(
+                partial(_first_sums, shift=data.shift),
+                X,
+                sample_weight,
+                8 * (X.shape[1] + self.n_components),
+                resp,
             )
+            refs = first / np.maximum(resp_sum, np.finfo(np.float64).tiny)[:, None]
             statistics = self._sum_over_chunks(
-                chunk_statistics, X, sample_weight, self._row_bytes(X), resp
+                partial(_chunk_statistics, cov=self._cov, shift=data.shift, refs=refs),
+                X,
+                sample_weight,
+                self._row_bytes(X),
+                resp,
             )
-            nk, means, covariances = self._parameters_from_statistics(data, *statistics)
+            nk, means, covariances = self._parameters_from_statistics(
+                data, refs, *statistics[:3], statistics[4]
+            )
             weights = nk / data.total_weight
+        dtype = X.dtype
         self.weights_ = weights if self._weights_init is None else self._weights_init
         self.means_ = means if self._means_init is None else self._means_init
         if self._precisions_init is None:
             self.covariances_ = covariances
-            self.precisions_cholesky_ = self._kernels.precision_cholesky(covariances)
+            self.precisions_cholesky_ = self._cov.precision_cholesky(
+                covariances, dtype, gk.collapse_floor(data.radius)
+            )
         else:
             self.precisions_cholesky_ = gk.precision_cholesky_from_precisions(
-                self._precisions_init, self.covariance_type
+                self._precisions_init.astype(np.float64), self.covariance_type
             )
             self.covariances_ = _invert(self._precisions_init, self.covariance_type)
 
     def _initial_responsibilities(self, X, sample_weight, random_state):
         n_samples, n_components = X.shape[0], self.n_components
-        resp = np.zeros((n_samples, n_components), dtype=X.dtype)
+        resp = np.zeros((n_samples, n_components))
         if self.init_params == "kmeans":
             labels = (
                 KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
@@ -311,9 +332,12 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             resp = random_state.uniform(size=(n_samples, n_components)).astype(X.dtype)
             resp /= resp.sum(axis=1)[:, np.newaxis]
         elif self.init_params == "random_from_data":
-            # A zero-weight row is not in the data: never a starting mean.
-            rows = n_samples if sample_weight is None else np.flatnonzero(sample_weight)
-            indices = random_state.choice(rows, size=n_components, replace=False)
+            # Rows are drawn in proportion to their weights (a zero-weight row
+            # never starts a component); unweighted draws are scikit-learn's.
+            p = None if sample_weight is None else sample_weight / sample_weight.sum()
+            indices = random_state.choice(
+                n_samples, size=n_components, replace=False, p=p
+            )
             resp[indices, np.arange(n_components)] = 1
         else:  # k-means++
             _, indices = kmeans_plusplus(
@@ -322,58 +346,71 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             resp[indices, np.arange(n_components)] = 1
         return resp
 
+    def _float64_parameters(self):
+        return (
+            np.asarray(self.weights_, dtype=np.float64),
+            np.asarray(self.means_, dtype=np.float64),
+            np.asarray(self.precisions_cholesky_, dtype=np.float64),
+        )
+
     def _e_step(self, data):
-        coef, const = gk.natural_parameters(
-            self._kernels,
-            self.means_ - data.shift,
-            self.precisions_cholesky_,
-            np.log(self.weights_),
+        weights, means, U = self._float64_parameters()
+        nearest = gk.needs_nearest_reference(
+            self._cov, U, means, data.shift, data.radius
         )
-        chunk_statistics = partial(
-            _expected_statistics,
-            kern=self._kernels,
-            shift=data.shift,
-            coef=coef,
-            const=const,
-        )
-        resp_sum, feature_sums, log_likelihood = self._sum_over_chunks(
-            chunk_statistics, data.X, data.sample_weight, self._row_bytes(data.X)
+        model = gk.Model(self._cov, weights, means, U, data.shift, nearest)
+        counts, first, second, log_likelihood, rows_scatter = self._sum_over_chunks(
+            partial(_chunk_statistics, cov=self._cov, shift=data.shift, model=model),
+            data.X,
+            data.sample_weight,
+            self._row_bytes(data.X),
         )
         if self.covariance_type == "tied":
-            # The component-free -1/2 x^T P x summed over the data: -1/2 tr(P S).
-            precision = self._kernels.precisions(self.precisions_cholesky_)
-            log_likelihood -= 0.5 * np.sum(precision * data.scatter)
-        return (data, resp_sum, feature_sums), log_likelihood / data.total_weight
+            if not nearest:
+                rows_scatter = data.scatter
+            # The component-free -1/2 y^T P y summed over the rows: -1/2 <P, S>.
+            log_likelihood -= 0.5 * np.sum(self._cov.precisions(U) * rows_scatter)
+        statistics = (data, model.refs, counts, first, second, rows_scatter)
+        return statistics, log_likelihood / data.total_weight
 
     def _m_step(self, statistics):
         nk, self.means_, self.covariances_ = self._parameters_from_statistics(
             *statistics
         )
         self.weights_ = nk / nk.sum()
-        self.precisions_cholesky_ = self._kernels.precision_cholesky(self.covariances_)
-
-    def _parameters_from_statistics(self, data, resp_sum, feature_sums):
-        """Closed-form maximisation: (nk, means, covariances).
-
-        ``feature_sums`` (p + d, K): sums of the chunk features weighted by
-        the responsibilities.
-        """
-        n_features = data.X.shape[1]
-        feature_sums = feature_sums.T
-        # As scikit-learn: 10 eps keeps empty components finite.
-        nk = resp_sum + 10 * np.finfo(resp_sum.dtype).eps
-        first = feature_sums[:, -n_features:]
-        shifted_means = first / nk[:, np.newaxis]
-        means = (first + resp_sum[:, np.newaxis] * data.shift) / nk[:, np.newaxis]
-        covariances = self._kernels.covariances(
-            nk,
-            shifted_means,
-            feature_sums[:, :-n_features],
-            self.reg_covar,
-            scatter=data.scatter,
-            shift=data.shift,
-            total_weight=data.total_weight,
+        data = statistics[0]
+        self.precisions_cholesky_ = self._cov.precision_cholesky(
+            self.covariances_, data.X.dtype, gk.collapse_floor(data.radius)
         )
+
+    def _parameters_from_statistics(
+        self, data, refs, counts, first, second, rows_scatter
+    ):
+        """Closed-form maximisation: (nk, means, covariances), in float64.
+
+        ``counts`` (R, K), ``first`` (R, K, d) and ``second`` (K, p) are sums
+        of the responsibilities about the references ``refs`` (R, d) (taken
+        about the shift); ``rows_scatter`` the tied model's scatter of the
+        rows about their references.
+        """
+        resp_sum = counts.sum(axis=0)
+        # As scikit-learn: 10 eps keeps empty components finite.
+        nk = resp_sum + 10 * np.finfo(np.float64).eps
+        first_about_shift = np.sum(first + counts[..., None] * refs[:, None], axis=0)
+        means = (first_about_shift + resp_sum[:, None] * data.shift) / nk[:, None]
+        offsets = refs[:, None] - (means - data.shift)
+        scatter = self._cov.centred_scatter(second, first, counts, offsets)
+        d = means.shape[1]
+        if self.covariance_type == "full":
+            covariances = scatter / nk[:, None, None]
+            covariances[:, np.arange(d), np.arange(d)] += self.reg_covar
+        elif self.covariance_type == "tied":
+            covariances = (rows_scatter + scatter) / nk.sum()
+            covariances.flat[:: d + 1] += self.reg_covar
+        elif self.covariance_type == "diag":
+            covariances = scatter / nk[:, None] + self.reg_covar
+        else:
+            covariances = scatter / (nk * d) + self.reg_covar
         return nk, means, covariances
 
     def _get_parameters(self):
@@ -388,38 +425,56 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = (
             params
         )
-        self.precisions_ = self._kernels.precisions(self.precisions_cholesky_)
+
+    def _finalize(self, data):
+        # Computed in float64; returned in the dtype of the data, as scikit-learn.
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=data.X.dtype))
+        self.precisions_ = self._cov.precisions(self.precisions_cholesky_)
 
     def _n_parameters(self):
         n_features = self.means_.shape[1]
-        cov_params = self._kernels.n_covariance_parameters(
-            self.n_components, n_features
-        )
+        cov_params = self._cov.n_parameters(self.n_components, n_features)
         return int(cov_params + n_features * self.n_components + self.n_components - 1)
 
     # ------------------------------------------------------------ inference
-    def _weighted_log_prob(self, X):
-        """log(weight_k p(x | k)) of validated X: (n, K), computed in chunks."""
-        kern = self._kernels
-        # Features about the mixture's mean keep the quadratic forms accurate.
-        shift = self.weights_ @ self.means_
-        coef, const = gk.natural_parameters(
-            kern, self.means_ - shift, self.precisions_cholesky_, np.log(self.weights_)
-        )
-        out = np.empty((X.shape[0], self.n_components), dtype=coef.dtype)
-        for rows in gen_batches(X.shape[0], MAX_CHUNK_ROWS):
-            features = gk.features(X[rows], shift, kern)
-            log_prob = coef @ features + const[:, np.newaxis]
-            if self.covariance_type == "tied":
-                n_features = X.shape[1]
-                log_prob += gk.tied_quadratic(
-                    features[-n_features:], self.precisions_cholesky_
-                )
-            out[rows] = log_prob.T
+    def _log_prob_chunks(self, X):
+        """Yield (rows, log(weight_k p(x | k)) of those rows (n_rows, K)).
+
+        Chunks are sized by scikit-learn's working_memory. A row so far away
+        that its quadratic form overflows gets -inf, never NaN.
+        """
+        cov = self._cov
+        weights, means, U = self._float64_parameters()
+        # Rows about the mixture's mean, or about their nearest component's.
+        shift = weights @ means
+        models = {}
+        for rows in gen_batches(X.shape[0], get_chunk_n_rows(self._row_bytes(X))):
+            with np.errstate(over="ignore", invalid="ignore"):
+                Xc = X[rows]
+                radius = float(np.sqrt(np.max(np.sum((Xc - shift) ** 2, axis=1))))
+                nearest = gk.needs_nearest_reference(cov, U, means, shift, radius)
+                if nearest not in models:
+                    models[nearest] = gk.Model(cov, weights, means, U, shift, nearest)
+                model = models[nearest]
+                Y, order, groups = gk.rows_about_references(Xc, shift, model.refs)
+                log_prob = gk.log_prob(model, Y, groups, gk.second_features(cov, Y))
+                if cov is gk.Tied:
+                    log_prob -= 0.5 * cov.squared_norm(U, Y)
+                log_prob[np.isnan(log_prob)] = -np.inf
+            if order is not None:
+                log_prob[:, order] = log_prob.copy()
+            yield rows, log_prob.T
+
+    def _map_chunks(self, X, reduce, shape):
+        """Apply ``reduce`` to the (n_rows, K) log-probabilities of each chunk."""
+        out = np.empty((X.shape[0], *shape), dtype=X.dtype)
+        for rows, log_prob in self._log_prob_chunks(X):
+            out[rows] = reduce(log_prob)
         return out
 
     def _score_samples(self, X):
-        return logsumexp(self._weighted_log_prob(X), axis=1)
+        return self._map_chunks(X, partial(logsumexp, axis=1), ())
 
     def predict(self, X):
         """Most probable component of each sample.
@@ -436,7 +491,10 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return np.argmax(self._weighted_log_prob(X), axis=1)
+        labels = np.empty(X.shape[0], dtype=np.intp)
+        for rows, log_prob in self._log_prob_chunks(X):
+            labels[rows] = np.argmax(log_prob, axis=1)
+        return labels
 
     def predict_proba(self, X):
         """Posterior probability p(z = k | x) of each component for each sample.
@@ -453,8 +511,9 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        resp, _ = gk.log_normalize(self._weighted_log_prob(X).T)
-        return resp.T
+        return self._map_chunks(
+            X, lambda log_prob: gk.log_normalize(log_prob.T)[0].T, (self.n_components,)
+        )
 
     def transform(self, X):
         """The posterior p(z | x): responsibilities, as :meth:`predict_proba`.
@@ -496,7 +555,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _sample(self, n_samples, random_state):
         counts = random_state.multinomial(n_samples, self.weights_)
-        factors = self._kernels.covariance_factors(self.covariances_)
+        factors = self._cov.factors(self.covariances_)
         n_features = self.means_.shape[1]
         X = np.empty((n_samples, n_features), dtype=self.means_.dtype)
         start = 0
@@ -519,37 +578,59 @@ class _Data(NamedTuple):
     """The training data and what EM precomputes from it once."""
 
     X: np.ndarray
-    sample_weight: np.ndarray | None
-    shift: np.ndarray  # (d,) weighted data mean: statistics are about it
+    sample_weight: np.ndarray | None  # scaled to mean one
+    shift: np.ndarray  # (d,) weighted data mean, float64: rows are about it
     total_weight: float
-    scatter: np.ndarray | None  # (d, d) sum w x x^T about the shift; tied only
+    radius: float  # the largest distance of a row from the shift
+    scatter: np.ndarray | None  # (d, d) sum w y y^T about the shift; tied only
 
 
-def _weighted_scatter(X, weight):
-    """sum_i w_i x_i x_i^T: (n, d), (n,) or None -> (d, d)."""
-    return X.T @ (X if weight is None else X * weight[:, np.newaxis])
-
-
-def _resp_statistics(X, weight, resp, *, kern, shift):
-    """Sufficient statistics of a chunk for given responsibilities (n, K)."""
+def _first_sums(X, weight, resp, *, shift):
+    """Sums of r and of r (x - shift) of a chunk: (K,), (K, d)."""
     resp = resp.T if weight is None else resp.T * weight
-    return resp.sum(axis=1), gk.features(X, shift, kern) @ resp.T
+    return resp.sum(axis=1), resp @ np.subtract(X, shift, dtype=np.float64)
 
 
-def _expected_statistics(X, weight, *, kern, shift, coef, const):
-    """E-step on a chunk: responsibility sums, feature sums, log-likelihood."""
-    features = gk.features(X, shift, kern)
-    resp, log_norm = gk.log_normalize(coef @ features + const[:, np.newaxis])
-    if weight is None:
-        log_likelihood = log_norm.sum()
+def _chunk_statistics(X, weight, resp=None, *, cov, shift, model=None, refs=None):
+    """Sums of a chunk about the references, for the M-step.
+
+    With ``resp`` (n, K) given (initialisation) they are taken for those
+    responsibilities about ``refs``; else this is the E-step under ``model``,
+    and the chunk's log-likelihood is summed too. Returns counts, first,
+    second (see gk.resp_statistics), the log-likelihood (without the tied
+    model's -1/2 y^T P y) and, for the tied model, sum rho y y^T with rho the
+    row's total weighted responsibility (rows that no component covers
+    contribute w x x^T about the origin, as scikit-learn's tied start).
+    """
+    refs = model.refs if refs is None else refs
+    Y, order, groups = gk.rows_about_references(X, shift, refs)
+    F2 = gk.second_features(cov, Y)
+    if weight is not None and order is not None:
+        weight = weight[order]
+    if resp is None:
+        resp, log_norm = gk.log_normalize(gk.log_prob(model, Y, groups, F2))
+        log_likelihood = log_norm.sum() if weight is None else log_norm @ weight
     else:
+        resp = (resp if order is None else resp[order]).T.astype(np.float64)
+        log_likelihood = 0.0
+    if weight is not None:
         resp *= weight
-        log_likelihood = log_norm @ weight
-    return resp.sum(axis=1), features @ resp.T, log_likelihood
+    counts, first, second = gk.resp_statistics(Y, groups, F2, resp)
+    rows_scatter = 0.0
+    if cov is gk.Tied and (len(refs) > 1 or model is None):
+        rho = resp.sum(axis=0)
+        rows_scatter = Y @ (Y * rho).T
+        uncovered = rho == 0
+        if model is None and np.any(uncovered):
+            Xu = X[uncovered if order is None else order[uncovered]].astype(np.float64)
+            wu = 1.0 if weight is None else weight[uncovered][:, None]
+            rows_scatter += Xu.T @ (Xu * wu)
+    return counts, first, second, log_likelihood, rows_scatter
 
 
 def _invert(precisions, covariance_type):
-    """Covariances from user-given precisions."""
+    """Covariances from user-given precisions, in float64."""
+    precisions = precisions.astype(np.float64)
     if covariance_type in ("diag", "spherical"):
         return 1.0 / precisions
     return np.linalg.inv(precisions)
