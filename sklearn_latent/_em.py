@@ -149,6 +149,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ) from error
         if not do_init:
             self._check_warm_start()
+        _check_scale(X)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=X.dtype, ensure_non_negative=True
@@ -377,3 +378,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     f"Initialization {status}. time lapse {seconds:.5f}s\t "
                     f"lower bound {lower_bound:.5f}."
                 )
+
+
+def _check_scale(X):
+    """Refuse data whose squares, summed over the data, overflow float64."""
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if largest * np.sqrt(X.size) >= np.sqrt(np.finfo(np.float64).max):
+        raise ValueError(
+            f"X has values as large as {largest:.3g}: their squares summed over "
+            "the data overflow float64. Rescale the data first, e.g. with "
+            "sklearn.preprocessing.StandardScaler."
+        )

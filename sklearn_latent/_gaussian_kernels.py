@@ -428,6 +428,8 @@ def rows_about_references(X, shift, refs):
     """
     Y = np.subtract(X.T, shift[:, np.newaxis], dtype=np.float64)
     if len(refs) == 1:
+        if np.any(refs[0]):
+            Y -= refs[0][:, np.newaxis]
         return Y, None, [slice(0, Y.shape[1])]
     # The nearest reference in Euclidean distance: any near one keeps y small.
     nearest = np.argmax(refs @ Y - 0.5 * np.sum(refs**2, axis=1)[:, np.newaxis], axis=0)

@@ -1,11 +1,14 @@
 """EMGaussianMixture against scikit-learn's GaussianMixture and brute force."""
 
 import pickle
+import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
@@ -17,6 +20,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import sklearn_latent._gaussian_kernels as gk
 from sklearn_latent import EMGaussianMixture
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -380,3 +384,234 @@ def test_pipeline_grid_search_and_pickle():
     restored = pickle.loads(pickle.dumps(search.best_estimator_))
     assert_array_equal(restored.predict(X), search.best_estimator_.predict(X))
     assert_allclose(restored.score_samples(X), search.best_estimator_.score_samples(X))
+
+
+# ----------------------------------------------------------- accuracy (trust)
+def two_clusters(L, dtype=np.float64, n=300, n_features=2, seed=0):
+    """Two unit-variance clusters at -L and +L in every feature."""
+    rng = np.random.RandomState(seed)
+    X = np.r_[rng.randn(n, n_features) - L, rng.randn(n, n_features) + L]
+    return X.astype(dtype)
+
+
+def start_at(X, covariance_type, n_components=2, seed=0):
+    """Initial parameters from a plain fit of X: the same start for two fits."""
+    gm = EMGaussianMixture(
+        n_components, covariance_type=covariance_type, max_iter=2, random_state=seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    return gm.weights_, gm.means_, gm.precisions_
+
+
+def fit_from(X, covariance_type, start, a=1.0, b=0.0, max_iter=5):
+    """Fit from ``start`` mapped by x -> a x + b (precisions scale by 1/a^2)."""
+    weights, means, precisions = start
+    gm = EMGaussianMixture(
+        len(weights),
+        covariance_type=covariance_type,
+        weights_init=weights,
+        means_init=a * means + b,
+        precisions_init=precisions / a**2,
+        max_iter=max_iter,
+        tol=0,
+        reg_covar=0,  # a fixed regularisation is not affine equivariant
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return gm.fit(X)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    log_scale=st.floats(-3, 3),
+    sign=st.sampled_from([-1.0, 1.0]),
+    log_offset=st.floats(0, 7),
+    log_distance=st.floats(0, 6),
+)
+def test_affine_equivariance_float64(
+    covariance_type, log_scale, sign, log_offset, log_distance
+):
+    # Clusters up to 1e6 spreads apart, moved up to 1e7 spreads away: the
+    # responsibilities do not change and log p shifts by exactly -d log|a|.
+    X = two_clusters(10.0**log_distance, n=100)
+    a, b = sign * 10.0**log_scale, 10.0**log_offset * np.array([1.0, -0.5])
+    start = start_at(X, covariance_type)
+    ref = fit_from(X, covariance_type, start)
+    moved = fit_from(a * X + b, covariance_type, start, a, b)
+    # The moved data themselves are rounded at eps * (|b| + |a x|) / |a|.
+    rounding = np.finfo(np.float64).eps * np.max(np.abs(X) + np.abs(b / a))
+    tol = 1e4 * rounding + 1e-9
+    assert_allclose(moved.predict_proba(a * X + b), ref.predict_proba(X), atol=tol)
+    d = X.shape[1]
+    assert_allclose(
+        moved.score_samples(a * X + b) + d * np.log(abs(a)),
+        ref.score_samples(X),
+        rtol=tol,
+        atol=tol,
+    )
+    assert np.all(np.diff(moved.lower_bounds_) >= -tol)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    log_offset=st.floats(0, 4),
+    log_distance=st.floats(0, 4),
+)
+def test_float32_is_as_accurate_as_float64_on_the_same_values(
+    covariance_type, log_offset, log_distance
+):
+    # Offsets and distances up to 1e4 spreads: float32 data are fitted as
+    # accurately as the same values in float64, up to float32 output rounding.
+    X32 = (two_clusters(10.0**log_distance, n=100) + 10.0**log_offset).astype(
+        np.float32
+    )
+    X64 = X32.astype(np.float64)
+    start = start_at(X64, covariance_type)
+    ours32 = fit_from(X32, covariance_type, start)
+    ours64 = fit_from(X64, covariance_type, start)
+    assert ours32.means_.dtype == np.float32
+    # The float32 model stores its means rounded to eps32 * scale, which moves
+    # a log-density by up to about |x - mu| / sigma^2 times that: 10 eps32
+    # * scale here. Anything coarser would be arithmetic done in float32.
+    scale = np.max(np.abs(X64))
+    tol = 10 * np.finfo(np.float32).eps * scale
+    assert_allclose(ours32.means_, ours64.means_, rtol=0, atol=tol)
+    assert_allclose(ours32.predict_proba(X32), ours64.predict_proba(X64), atol=tol)
+    assert_allclose(ours32.score_samples(X32), ours64.score_samples(X64), atol=tol)
+
+
+@pytest.mark.parametrize(
+    "L, dtype", [(1e3, np.float32), (3e3, np.float32), (1e4, np.float32), (1e8, None)]
+)
+def test_far_apart_clusters_match_their_own_variance(L, dtype):
+    # Two unit-variance clusters at -L and +L: the fitted variances are the
+    # clusters' own, in float32 as in float64 (reproducers of the trust issue).
+    X = two_clusters(L, dtype or np.float64)
+    truth = np.r_[X[:300].astype(np.float64).var(0), X[300:].astype(np.float64).var(0)]
+    means = [[-L, -L], [L, L]]
+    ours = EMGaussianMixture(2, means_init=means).fit(X)
+    ref = GaussianMixture(2, means_init=means).fit(X)
+    variances = np.diagonal(ours.covariances_, axis1=1, axis2=2).ravel()
+    assert_allclose(variances, truth, rtol=1e-4)
+    assert np.all(np.diff(ours.lower_bounds_) >= 0)
+    # Both scores carry the rounding of the data's own dtype.
+    assert ours.score(X) >= ref.score(X) - 10 * np.finfo(X.dtype).eps * 4
+
+
+def test_float64_model_scores_float32_input_as_the_same_values():
+    X = two_clusters(1e4)
+    gm = EMGaussianMixture(2, means_init=[[-1e4, -1e4], [1e4, 1e4]]).fit(X)
+    X32 = X.astype(np.float32)
+    assert_allclose(
+        gm.score_samples(X32), gm.score_samples(X32.astype(np.float64)), atol=1e-6
+    )
+
+
+def test_tied_covariance_of_data_far_from_the_origin():
+    rng = np.random.RandomState(0)
+    X = rng.randn(1000, 2) @ np.array([[1.0, 0.3], [0.0, 1.0]])
+    X[:500] += 5
+    near = EMGaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    far = EMGaussianMixture(2, covariance_type="tied", random_state=0).fit(X + 1e7)
+    assert_allclose(far.covariances_, near.covariances_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-5, 1e5, 1e306])
+def test_weights_are_relative(scale):
+    X = blobs(n_samples=300)
+    unit = EMGaussianMixture(3, random_state=0).fit(X)
+    scaled = EMGaussianMixture(3, random_state=0).fit(
+        X, sample_weight=np.full(len(X), scale)
+    )
+    for name in FITTED:
+        assert_allclose(getattr(scaled, name), getattr(unit, name), rtol=1e-9)
+    assert_allclose(scaled.lower_bounds_, unit.lower_bounds_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_nearest_reference_path_equals_the_fast_path(covariance_type, monkeypatch):
+    # On ordinary data both paths are accurate: they must agree to rounding.
+    X = blobs(n_samples=300, n_features=3)
+    params = dict(covariance_type=covariance_type, random_state=0, tol=0, max_iter=10)
+    fast = EMGaussianMixture(3, **params).fit(X)
+    monkeypatch.setattr(gk, "FAST_PATH_ERROR", 0.0)
+    careful = EMGaussianMixture(3, **params).fit(X)
+    for name in FITTED:
+        assert_allclose(getattr(careful, name), getattr(fast, name), rtol=1e-10)
+    assert_allclose(careful.lower_bounds_, fast.lower_bounds_, rtol=1e-12)
+    assert_allclose(careful.score_samples(X), fast.score_samples(X), rtol=1e-12)
+
+
+# ------------------------------------------------------- never a broken model
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_far_point_scores_minus_infinity(covariance_type):
+    gm = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    gm.fit(blobs())
+    far = np.full((2, 4), 1e155)
+    far[1] *= -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = gm.score_samples(np.r_[far, blobs()[:3]])
+    assert np.all(scores[:2] == -np.inf) and np.all(np.isfinite(scores[2:]))
+
+
+def test_overflowing_data_is_a_clear_error():
+    with pytest.raises(ValueError, match="StandardScaler"):
+        EMGaussianMixture(2).fit(blobs() * 1e200)
+
+
+def test_singular_precisions_init_is_a_value_error():
+    X = blobs(n_features=2)
+    singular = np.array([[[1.0, 1.0], [1.0, 1.0]]] * 2)
+    with pytest.raises(ValueError, match="positive-definite"):
+        EMGaussianMixture(2, precisions_init=singular).fit(X)
+
+
+def test_initial_arrays_take_the_dtype_of_the_data():
+    X = blobs().astype(np.float32)
+    start = start_at(X.astype(np.float64), "full")
+    gm = fit_from(X, "full", start, max_iter=0)
+    for name in FITTED:
+        assert getattr(gm, name).dtype == np.float32, name
+
+
+def test_random_from_data_draws_rows_in_proportion_to_their_weights():
+    X = np.arange(6, dtype=float).reshape(3, 2)
+    weight = np.array([1.0, 2.0, 7.0])
+    draws = np.array(
+        [
+            EMGaussianMixture(
+                1, init_params="random_from_data", max_iter=0, random_state=seed
+            )
+            .fit(X, sample_weight=weight)
+            .means_[0, 0]
+            / 2
+            for seed in range(300)
+        ]
+    )
+    counts = np.bincount(np.rint(draws).astype(int), minlength=3)
+    expected = 300 * weight / weight.sum()
+    # Six binomial standard deviations: fails only if the draws ignore weights.
+    assert np.all(np.abs(counts - expected) < 6 * np.sqrt(expected))
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples"])
+def test_prediction_memory_follows_working_memory(method):
+    rng = np.random.RandomState(0)
+    X = rng.randn(4_000, 120)
+    gm = EMGaussianMixture(3, covariance_type="full", max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X[:500])
+    output = X.shape[0] * 3 * 8
+    with config_context(working_memory=16):
+        tracemalloc.start()
+        getattr(gm, method)(X)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    # 16 MiB of chunk temporaries, the output, and room for small arrays.
+    assert peak < 16 * 2**20 + output + 4 * 2**20, peak / 2**20
