@@ -511,9 +511,14 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return self._map_chunks(
-            X, lambda log_prob: gk.log_normalize(log_prob.T)[0].T, (self.n_components,)
-        )
+        # A row so far away that no log-density is finite has no defined
+        # posterior: NaN, as scikit-learn's, without a warning.
+        with np.errstate(invalid="ignore"):
+            return self._map_chunks(
+                X,
+                lambda log_prob: gk.log_normalize(log_prob.T)[0].T,
+                (self.n_components,),
+            )
 
     def transform(self, X):
         """The posterior p(z | x): responsibilities, as :meth:`predict_proba`.

@@ -595,7 +595,9 @@ def test_a_far_point_scores_minus_infinity(covariance_type):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scores = gm.score_samples(np.r_[far, blobs()[:3]])
+        resp = gm.predict_proba(far)
     assert np.all(scores[:2] == -np.inf) and np.all(np.isfinite(scores[2:]))
+    assert np.all(np.isnan(resp))  # no finite density: no posterior, as sklearn
 
 
 def test_overflowing_data_is_a_clear_error():
