@@ -1,32 +1,63 @@
 #!/usr/bin/env python3
 """Set up a virtual environment and run the demo or the tests.
 
-    python3 dev.py demo [ARGS...]   # the main job: python -m sklearn_latent demo
-    python3 dev.py test [ARGS...]   # the whole test suite (pytest)
-    python3 dev.py bench [ARGS...]  # the benchmarks (python -m benchmarks)
+    python3 dev.py demo [ARGS...]      # the main job: python -m sklearn_latent demo
+    python3 dev.py test [ARGS...]      # the whole test suite (pytest)
+    python3 dev.py test-min [ARGS...]  # the EM tests on the lowest supported
+                                       # numpy, scipy and scikit-learn (no torch)
+    python3 dev.py bench [ARGS...]     # the benchmarks (python -m benchmarks)
 
 Needs only Python 3.10+. The first run creates ``.venv`` beside this file and
 installs the package with its extras (the CPU build of torch where one is
 available); later runs reuse it and reinstall only when pyproject.toml changed.
+``test-min`` does the same in ``.venv-min`` with numpy, scipy and scikit-learn
+pinned to the floors that pyproject.toml declares (wheels only: the floors are
+the oldest releases with wheels for Python 3.11).
 """
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
 # The torch release the project is tested with; override with SKLEARN_LATENT_TORCH.
 TORCH = os.environ.get("SKLEARN_LATENT_TORCH", "torch==2.13.0")
 CPU_WHEELS = "https://download.pytorch.org/whl/cpu"
+# What test-min runs: the EM estimators, their doctests and the packaging
+# checks; the VAE needs torch, which the minimum environment leaves out.
+MIN_TESTS = [
+    "tests/test_gaussian_mixture.py",
+    "tests/test_factor_analysis.py",
+    "tests/test_common.py",
+    "tests/test_packaging.py",
+    "sklearn_latent/_em.py",
+    "sklearn_latent/_gaussian_mixture.py",
+    "sklearn_latent/_gaussian_kernels.py",
+    "sklearn_latent/_factor_analysis.py",
+    "sklearn_latent/_factor_kernels.py",
+    "sklearn_latent/_utils.py",
+    "-k",
+    "not VAE",
+]
+PINNED = ("numpy", "scipy", "scikit-learn")
+# scikit-learn 1.6's parametrize_with_checks hands pytest a generator, which
+# pytest deprecates for removal in pytest 10.
+MIN_EXTRA = ["pytest<10"]
 
 
-def venv_python():
-    sub = "Scripts/python.exe" if os.name == "nt" else "bin/python"
-    return VENV / sub
+def minimum_pins(pyproject_text):
+    """``name==floor`` for numpy, scipy and scikit-learn, from their ``>=`` floors."""
+    pins = []
+    for name in PINNED:
+        found = re.search(rf'"{name}\s*>=\s*([0-9][0-9.]*)', pyproject_text)
+        if found is None:
+            sys.exit(f"pyproject.toml declares no '{name}>=' floor for test-min")
+        pins.append(f"{name}=={found.group(1)}")
+    return pins
 
 
 def run(*cmd, **kwargs):
@@ -34,38 +65,59 @@ def run(*cmd, **kwargs):
     return subprocess.run([str(c) for c in cmd], cwd=ROOT, **kwargs).returncode
 
 
-def ensure_venv():
-    python = venv_python()
+def ensure_venv(path, install):
+    """A virtual environment at ``path``, (re)installed by ``install(pip)`` when
+    pyproject.toml or the torch requirement changed."""
+    python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if not python.exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    stamp = VENV / ".sklearn-latent-installed"
+        venv.EnvBuilder(with_pip=True).create(path)
+    stamp = path / ".sklearn-latent-installed"
     digest = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + TORCH.encode()
+        (ROOT / "pyproject.toml").read_bytes() + f"{TORCH} {MIN_EXTRA}".encode()
     ).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return python
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    install([python, "-m", "pip", "install", "--disable-pip-version-check", "-q"])
+    stamp.write_text(digest)
+    return python
+
+
+def install_full(pip):
     # torch first, on its own: a CPU build where pip can find one (a plain
     # `pip install torch` would pull a multi-GB CUDA build on Linux).
     if run(*pip, TORCH) != 0 and run(*pip, TORCH, "--index-url", CPU_WHEELS) != 0:
         sys.exit(f"could not install {TORCH}; set SKLEARN_LATENT_TORCH to another spec")
     if run(*pip, "-e", ".[demo,test]") != 0:
         sys.exit("could not install sklearn-latent into .venv")
-    stamp.write_text(digest)
-    return python
+
+
+def install_minimum(pip):
+    pins = minimum_pins((ROOT / "pyproject.toml").read_text())
+    # Wheels only for the pinned three: building an old numpy from source
+    # takes long and usually fails; a missing wheel should say so at once.
+    binary = ["--only-binary", ",".join(PINNED)]
+    if run(*pip, *binary, *pins, *MIN_EXTRA, "-e", ".[test]") != 0:
+        sys.exit(
+            f"could not install {' '.join(pins)} for Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}; the floors in "
+            "pyproject.toml are the oldest releases with Python 3.11 wheels, "
+            "so run test-min with Python 3.10 or 3.11"
+        )
 
 
 def main(argv):
     commands = {
-        "demo": ["-m", "sklearn_latent", "demo"],
-        "test": ["-m", "pytest", "-q"],
-        "bench": ["-m", "benchmarks"],
+        "demo": (".venv", install_full, ["-m", "sklearn_latent", "demo"]),
+        "test": (".venv", install_full, ["-m", "pytest", "-q"]),
+        "test-min": (".venv-min", install_minimum, ["-m", "pytest", "-q", *MIN_TESTS]),
+        "bench": (".venv", install_full, ["-m", "benchmarks"]),
     }
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
-    python = ensure_venv()
-    return run(python, *commands[argv[0]], *argv[1:])
+    path, install, args = commands[argv[0]]
+    python = ensure_venv(ROOT / path, install)
+    return run(python, *args, *argv[1:])
 
 
 if __name__ == "__main__":

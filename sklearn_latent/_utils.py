@@ -1,24 +1,82 @@
 """Helpers shared by every estimator, and scikit-learn's private names in one place.
 
 scikit-learn may move its private helpers in any release. They are imported
-here alone, so that the supported range declared in pyproject.toml is checked
-in one file (tests/test_packaging.py) and a move breaks one import, not many.
+here alone, so that a move breaks one import, not many, and the range of
+scikit-learn versions they are tested with is declared in pyproject.toml
+(``scikit-learn>=1.6,<1.10``; checked by tests/test_packaging.py and by
+``python3 dev.py test-min`` on the lowest versions).
+
+Private names used, none with a small public replacement:
+
+- ``sklearn.base._fit_context`` and ``sklearn.utils._param_validation``
+  (``Interval``, ``Options``, ``StrOptions``): parameter validation as in
+  scikit-learn's own estimators (since 1.2/1.3);
+- ``sklearn.utils.validation._check_sample_weight`` with
+  ``ensure_non_negative`` (the keyword since 1.6), and ``_num_samples``.
+
+``get_chunk_n_rows`` is written here on the public ``working_memory`` setting
+instead of importing ``sklearn.utils._chunking``.
 """
 
+import warnings
 from contextlib import contextmanager
 
+import numpy as np
+from sklearn import get_config
 from sklearn.base import _fit_context
-from sklearn.utils._chunking import get_chunk_n_rows
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight, _num_samples
 
 __all__ = [
     "Interval",
     "Options",
     "StrOptions",
+    "_check_sample_weight",
     "_fit_context",
+    "_num_samples",
+    "check_sample_weight",
     "get_chunk_n_rows",
     "restored_on_error",
 ]
+
+
+def get_chunk_n_rows(row_bytes, *, max_n_rows=None, working_memory=None):
+    """How many rows of ``row_bytes`` bytes each fit in ``working_memory`` MiB.
+
+    The rule of scikit-learn's private ``sklearn.utils._chunking.get_chunk_n_rows``
+    on the public ``sklearn.get_config()["working_memory"]`` (the default when
+    ``working_memory`` is None): at most ``max_n_rows``, at least 1, with a
+    UserWarning when a single row does not fit.
+    """
+    if working_memory is None:
+        working_memory = get_config()["working_memory"]
+    n_rows = int(working_memory * 2**20 // row_bytes)
+    if max_n_rows is not None:
+        n_rows = min(n_rows, max_n_rows)
+    if n_rows < 1:
+        warnings.warn(
+            f"Could not adhere to working_memory config. Currently "
+            f"{working_memory:.0f}MiB, {np.ceil(row_bytes * 2**-20):.0f}MiB required.",
+            stacklevel=2,
+        )
+        n_rows = 1
+    return n_rows
+
+
+def check_sample_weight(sample_weight, X, *, dtype=None):
+    """Validated ``sample_weight``: one finite, non-negative weight per row of X,
+    not all zero.
+
+    scikit-learn's ``_check_sample_weight`` rejects all-zero weights itself
+    only from 1.9; on 1.6-1.8 they would reach the estimator, so the check is
+    made here, with scikit-learn 1.9's message.
+    """
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=dtype, ensure_non_negative=True
+    )
+    if not np.any(sample_weight):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sample_weight
 
 
 @contextmanager
