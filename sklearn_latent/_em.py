@@ -27,14 +27,16 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    _num_samples,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import Interval, _fit_context, get_chunk_n_rows, restored_on_error
+from ._utils import (
+    Interval,
+    _fit_context,
+    _num_samples,
+    check_sample_weight,
+    get_chunk_n_rows,
+    restored_on_error,
+)
 
 # Rows per chunk at most: chunks this size keep the temporaries of one E-step in
 # cache and amortise Python overhead; scikit-learn's `working_memory` can only
@@ -151,9 +153,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             self._check_warm_start()
         _check_scale(X)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(
-                sample_weight, X, dtype=X.dtype, ensure_non_negative=True
-            )
+            sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
         self._check_parameters(X, sample_weight)
         data = self._prepare(X, sample_weight)
 

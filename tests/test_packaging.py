@@ -29,12 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Modules outside _utils.py that still import a private scikit-learn name, each
 # to be imported from _utils instead (then remove its entry here).
-KNOWN_PRIVATE_IMPORTS = {
-    "sklearn_latent/_em.py": {
-        "sklearn.utils.validation._check_sample_weight",
-        "sklearn.utils.validation._num_samples",
-    },
-}
+KNOWN_PRIVATE_IMPORTS = {}
 
 
 def dependencies():
