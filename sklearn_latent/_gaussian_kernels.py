@@ -28,6 +28,7 @@ every second-order row is a product of two contiguous rows.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -47,13 +48,14 @@ FLOAT32_HINT = (
 FAST_PATH_ERROR = 1e-9
 
 
-def collapse_floor(radius):
+def collapse_floor(extent):
     """Variances at most this are rounding residue of a collapsed component.
 
-    About their own means, the rows of a component that collapsed onto one
-    point differ by rounding of order eps * radius (the data's extent).
+    Rows that collapsed onto one point differ, about their mean, by rounding
+    of order eps * extent (the data's largest magnitude): the data themselves
+    cannot resolve a smaller spread.
     """
-    return (100 * np.finfo(np.float64).eps * radius) ** 2
+    return (10 * np.finfo(np.float64).eps * extent) ** 2
 
 
 def ill_defined(dtype):
@@ -149,6 +151,11 @@ class Covariance:
         raise NotImplementedError
 
     @staticmethod
+    def outer(c, V):
+        """Sum of c_k v_k v_k^T per component, in the covariance shape: (K,), (K, d)."""
+        raise NotImplementedError
+
+    @staticmethod
     def factors(covariances):
         """Covariances -> lower factors L (K or 1, d, d), or std (K, d) / (K, 1)."""
         raise NotImplementedError
@@ -206,6 +213,10 @@ class Full(Covariance):
         return scatter
 
     @staticmethod
+    def outer(c, V):
+        return c[:, None, None] * V[:, :, None] * V[:, None, :]
+
+    @staticmethod
     def factors(covariances):
         return np.linalg.cholesky(covariances)
 
@@ -260,6 +271,10 @@ class Tied(Full):
         return cross + cross.T + np.einsum("rk,rkd,rke->de", counts, offsets, offsets)
 
     @staticmethod
+    def outer(c, V):
+        return (c * V.T) @ V  # pooled over components
+
+    @staticmethod
     def factors(covariance):
         return np.linalg.cholesky(covariance)[np.newaxis]
 
@@ -304,6 +319,10 @@ class Diag(Covariance):
         )
 
     @staticmethod
+    def outer(c, V):
+        return c[:, None] * V**2
+
+    @staticmethod
     def factors(covariances):
         return np.sqrt(covariances)
 
@@ -341,6 +360,10 @@ class Spherical(Diag):
             + 2 * np.einsum("rkd,rkd->k", first, offsets)
             + np.einsum("rk,rkd->k", counts, offsets**2)
         )
+
+    @staticmethod
+    def outer(c, V):
+        return c * np.sum(V**2, axis=1)
 
     @staticmethod
     def factors(covariances):
@@ -485,3 +508,96 @@ def resp_statistics(Y, groups, F2, resp):
     counts = np.stack([resp[:, cols].sum(axis=1) for cols in groups])
     first = np.stack([resp[:, cols] @ Y[:, cols].T for cols in groups])
     return counts, first, resp @ F2.T
+
+
+@dataclass(frozen=True)
+class MixtureStatistics:
+    """The weighted sufficient statistics of a mixture: a small value that adds.
+
+    ``weight`` (K,) sums w r; ``means`` (K, d) are the weighted means of the
+    components (0 where the weight is 0); ``scatter`` is the weighted scatter
+    of each component about its own mean, in the covariance type's shape
+    ((K, d, d) full, (d, d) pooled over components for tied, (K, d) diag, (K,)
+    the trace for spherical); ``log_likelihood`` sums w log p(x) (0 when the
+    responsibilities were given); ``total_weight`` sums w; ``extent`` is the
+    largest |x|. Centred moments of two blocks combine exactly by the pairwise
+    update of Chan et al., so adding blocks never loses precision, and scaling
+    by a positive number scales the weights (online EM's running averages).
+    """
+
+    cov: type  # the Covariance class: the shape of the scatter
+    weight: np.ndarray
+    means: np.ndarray
+    scatter: np.ndarray
+    log_likelihood: float
+    total_weight: float
+    extent: float
+
+    def __add__(self, other):
+        weight = self.weight + other.weight
+        share = np.divide(
+            other.weight, weight, out=np.zeros_like(weight), where=weight > 0
+        )
+        delta = other.means - self.means
+        # Chan et al.: the scatter of the union gains w_a w_b / w delta delta^T.
+        between = self.cov.outer(self.weight * share, delta)
+        return MixtureStatistics(
+            self.cov,
+            weight,
+            self.means + share[:, None] * delta,
+            self.scatter + other.scatter + between,
+            self.log_likelihood + other.log_likelihood,
+            self.total_weight + other.total_weight,
+            max(self.extent, other.extent),
+        )
+
+    def __mul__(self, factor):
+        return MixtureStatistics(
+            self.cov,
+            self.weight * factor,
+            self.means,
+            self.scatter * factor,
+            self.log_likelihood * factor,
+            self.total_weight * factor,
+            self.extent,
+        )
+
+    __rmul__ = __mul__
+
+
+def mixture_statistics(
+    cov,
+    shift,
+    refs,
+    counts,
+    first,
+    second,
+    rows_scatter,
+    log_likelihood,
+    total_weight,
+    extent,
+):
+    """:class:`MixtureStatistics` from sums about references (gk.resp_statistics).
+
+    ``rows_scatter`` is the tied model's sum of rho y y^T about the references.
+    """
+    weight = counts.sum(axis=0)
+    first_about_shift = np.sum(first + counts[..., None] * refs[:, None], axis=0)
+    centre = np.divide(
+        first_about_shift,
+        weight[:, None],
+        out=np.zeros_like(first_about_shift),
+        where=weight[:, None] > 0,
+    )
+    scatter = cov.centred_scatter(second, first, counts, refs[:, None] - centre)
+    if cov is Tied:
+        scatter = scatter + rows_scatter
+    return MixtureStatistics(
+        cov,
+        weight,
+        shift + centre,
+        scatter,
+        float(log_likelihood),
+        float(total_weight),
+        float(extent),
+    )

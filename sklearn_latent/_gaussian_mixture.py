@@ -244,17 +244,24 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             )
 
     def _prepare(self, X, sample_weight):
-        total_weight = float(X.shape[0])
+        self._fit_dtype = X.dtype  # for the float32 hint of the errors
         if sample_weight is not None:
             # Weights are relative: scaled to mean one, tiny or huge totals
             # behave as unit weights (reg_covar and the 10 eps of empty
             # components are then on the scale of the rows).
             sample_weight = sample_weight / np.max(sample_weight)
             sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
-            total_weight = float(sample_weight.sum())
+        return self._summarise(X, sample_weight)
+
+    def _summarise(self, X, sample_weight):
+        """What every E-step over these rows needs, computed once."""
+        total_weight = float(
+            X.shape[0] if sample_weight is None else np.sum(sample_weight)
+        )
         # Rows are taken about the weighted data mean (see _gaussian_kernels).
         shift = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
         radius, scatter = 0.0, None
+        extent = float(np.max(np.abs(X)))
         for rows in gen_batches(len(X), get_chunk_n_rows(16 * X.shape[1])):
             Y = np.subtract(X[rows], shift, dtype=np.float64)
             radius = max(radius, float(np.sqrt(np.max(np.einsum("ij,ij->i", Y, Y)))))
@@ -262,7 +269,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 # The tied fast path needs sum w y y^T, which no iteration changes.
                 wY = Y if sample_weight is None else Y * sample_weight[rows, None]
                 scatter = Y.T @ wY if scatter is None else scatter + Y.T @ wY
-        return _Data(X, sample_weight, shift, total_weight, radius, scatter)
+        return _Data(X, sample_weight, shift, total_weight, radius, extent, scatter)
 
     @property
     def _cov(self):
@@ -293,16 +300,26 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 resp,
             )
             refs = first / np.maximum(resp_sum, np.finfo(np.float64).tiny)[:, None]
-            statistics = self._sum_over_chunks(
+            counts, first, second, _, rows_scatter = self._sum_over_chunks(
                 partial(_chunk_statistics, cov=self._cov, shift=data.shift, refs=refs),
                 X,
                 sample_weight,
                 self._row_bytes(X),
                 resp,
             )
-            nk, means, covariances = self._parameters_from_statistics(
-                data, refs, *statistics[:3], statistics[4]
+            statistics = gk.mixture_statistics(
+                self._cov,
+                data.shift,
+                refs,
+                counts,
+                first,
+                second,
+                rows_scatter,
+                0.0,
+                data.total_weight,
+                data.extent,
             )
+            nk, means, covariances = self._parameters_from_statistics(statistics)
             weights = nk / data.total_weight
         dtype = X.dtype
         self.weights_ = weights if self._weights_init is None else self._weights_init
@@ -310,7 +327,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         if self._precisions_init is None:
             self.covariances_ = covariances
             self.precisions_cholesky_ = self._cov.precision_cholesky(
-                covariances, dtype, gk.collapse_floor(data.radius)
+                covariances, dtype, gk.collapse_floor(data.extent)
             )
         else:
             self.precisions_cholesky_ = gk.precision_cholesky_from_precisions(
@@ -370,42 +387,49 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 rows_scatter = data.scatter
             # The component-free -1/2 y^T P y summed over the rows: -1/2 <P, S>.
             log_likelihood -= 0.5 * np.sum(self._cov.precisions(U) * rows_scatter)
-        statistics = (data, model.refs, counts, first, second, rows_scatter)
+        statistics = gk.mixture_statistics(
+            self._cov,
+            data.shift,
+            model.refs,
+            counts,
+            first,
+            second,
+            rows_scatter,
+            log_likelihood,
+            data.total_weight,
+            data.extent,
+        )
         return statistics, log_likelihood / data.total_weight
+
+    def _expected_statistics(self, X, sample_weight=None):
+        """One E-step over validated rows: :class:`gk.MixtureStatistics`.
+
+        Statistics of blocks of rows add up to the statistics of all of them,
+        whatever each block's own reference points.
+        """
+        return self._e_step(self._summarise(X, sample_weight))[0]
 
     def _m_step(self, statistics):
         nk, self.means_, self.covariances_ = self._parameters_from_statistics(
-            *statistics
+            statistics
         )
         self.weights_ = nk / nk.sum()
-        data = statistics[0]
         self.precisions_cholesky_ = self._cov.precision_cholesky(
-            self.covariances_, data.X.dtype, gk.collapse_floor(data.radius)
+            self.covariances_, self._fit_dtype, gk.collapse_floor(statistics.extent)
         )
 
-    def _parameters_from_statistics(
-        self, data, refs, counts, first, second, rows_scatter
-    ):
-        """Closed-form maximisation: (nk, means, covariances), in float64.
-
-        ``counts`` (R, K), ``first`` (R, K, d) and ``second`` (K, p) are sums
-        of the responsibilities about the references ``refs`` (R, d) (taken
-        about the shift); ``rows_scatter`` the tied model's scatter of the
-        rows about their references.
-        """
-        resp_sum = counts.sum(axis=0)
-        # As scikit-learn: 10 eps keeps empty components finite.
-        nk = resp_sum + 10 * np.finfo(np.float64).eps
-        first_about_shift = np.sum(first + counts[..., None] * refs[:, None], axis=0)
-        means = (first_about_shift + resp_sum[:, None] * data.shift) / nk[:, None]
-        offsets = refs[:, None] - (means - data.shift)
-        scatter = self._cov.centred_scatter(second, first, counts, offsets)
-        d = means.shape[1]
+    def _parameters_from_statistics(self, statistics):
+        """Closed-form maximisation: (nk, means, covariances), in float64."""
+        # As scikit-learn: 10 eps keeps empty components finite, and the means
+        # are sum r x / nk.
+        nk = statistics.weight + 10 * np.finfo(np.float64).eps
+        means = statistics.means * (statistics.weight / nk)[:, None]
+        scatter, d = statistics.scatter, means.shape[1]
         if self.covariance_type == "full":
             covariances = scatter / nk[:, None, None]
             covariances[:, np.arange(d), np.arange(d)] += self.reg_covar
         elif self.covariance_type == "tied":
-            covariances = (rows_scatter + scatter) / nk.sum()
+            covariances = scatter / nk.sum()
             covariances.flat[:: d + 1] += self.reg_covar
         elif self.covariance_type == "diag":
             covariances = scatter / nk[:, None] + self.reg_covar
@@ -587,6 +611,7 @@ class _Data(NamedTuple):
     shift: np.ndarray  # (d,) weighted data mean, float64: rows are about it
     total_weight: float
     radius: float  # the largest distance of a row from the shift
+    extent: float  # the largest |x|
     scatter: np.ndarray | None  # (d, d) sum w y y^T about the shift; tied only
 
 
