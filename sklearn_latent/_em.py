@@ -151,7 +151,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ) from error
         if not do_init:
             self._check_warm_start()
-        _check_scale(X)
+        check_scale(X)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
         self._check_parameters(X, sample_weight)
@@ -380,7 +380,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 )
 
 
-def _check_scale(X):
+def check_scale(X):
     """Refuse data whose squares, summed over the data, overflow float64."""
     largest = float(np.max(np.abs(X))) if X.size else 0.0
     if largest * np.sqrt(X.size) >= np.sqrt(np.finfo(np.float64).max):

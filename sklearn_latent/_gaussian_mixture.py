@@ -8,12 +8,19 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
-from sklearn.utils import check_array, gen_batches
+from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
-from ._em import BaseEM
-from ._utils import Interval, StrOptions, get_chunk_n_rows
+from ._em import BaseEM, check_scale
+from ._utils import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_sample_weight,
+    get_chunk_n_rows,
+    restored_on_error,
+)
 
 
 def _check_shape(param, shape, name):
@@ -122,6 +129,13 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         change of the log-likelihood.
     verbose_interval : int, default=10
         Iterations between two prints.
+    learning_offset : float, default=10.0
+        Online EM (:meth:`partial_fit`): the step size of batch t is
+        (learning_offset + t) ** -learning_decay; a larger offset
+        down-weights the first batches.
+    learning_decay : float, default=0.7
+        Online EM: the forgetting rate, in (0.5, 1] for convergence (Cappé
+        and Moulines, 2009).
 
     Attributes
     ----------
@@ -180,6 +194,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
+        "learning_offset": [Interval(Real, 1.0, None, closed="left")],
+        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
     }
 
     _structure_names = ("n_components", "covariance_type")
@@ -201,6 +217,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_offset=10.0,
+        learning_decay=0.7,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -216,6 +234,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
 
     # ------------------------------------------------------------ EM hooks
     def _check_parameters(self, X, sample_weight):
@@ -409,6 +429,77 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """
         return self._e_step(self._summarise(X, sample_weight))[0]
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on a batch of rows.
+
+        The statistics of the batch, per unit weight, are blended into running
+        statistics s <- (1 - rho) s + rho s_batch with rho = (learning_offset
+        + t) ** -learning_decay at the t-th batch (Cappé and Moulines, 2009;
+        Liang and Klein, 2009), and the parameters are their M-step. The first
+        call initialises the model from its batch with ``init_params`` (or
+        continues from a model fitted by :meth:`fit`); later batches must
+        have the same features. Memory is set by the batch, not by the
+        stream.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of training rows.
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows of the batch; each batch counts as a whole.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        with restored_on_error(self):
+            return self._partial_fit(X, sample_weight)
+
+    def _partial_fit(self, X, sample_weight):
+        first = not hasattr(self, "converged_")
+        try:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
+        except ValueError as error:
+            if first or "features" not in str(error):
+                raise
+            raise ValueError(
+                f"{error} partial_fit continues the fitted model: every batch "
+                "must have the features of the first."
+            ) from error
+        if not first:
+            self._check_warm_start()
+        check_scale(X)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if first:
+            self._check_parameters(X, sample_weight)
+            data = self._prepare(X, sample_weight)
+            self._initialize(data, check_random_state(self.random_state))
+            self.lower_bounds_, self.n_batch_iter_ = [], 0
+        statistics = self._expected_statistics(X, sample_weight)
+        if not np.isfinite(statistics.log_likelihood):
+            raise ValueError(self._not_finite_message())
+        statistics = statistics * (1.0 / statistics.total_weight)
+        running = getattr(self, "_running_statistics", None)
+        if running is not None:
+            rho = (self.learning_offset + self.n_batch_iter_) ** -self.learning_decay
+            statistics = running * (1.0 - rho) + statistics * rho
+        self._fit_dtype = X.dtype
+        self._m_step(statistics)
+        self._finalize(None)
+        self._running_statistics = statistics
+        self.n_batch_iter_ = getattr(self, "n_batch_iter_", 0) + 1
+        self.n_iter_ = self.n_batch_iter_
+        self.lower_bound_ = statistics.log_likelihood
+        self.lower_bounds_ = [*getattr(self, "lower_bounds_", []), self.lower_bound_]
+        self.converged_ = False
+        self._structure = self._structure_parameters()
+        return self
+
     def _m_step(self, statistics):
         nk, self.means_, self.covariances_ = self._parameters_from_statistics(
             statistics
@@ -451,9 +542,11 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
 
     def _finalize(self, data):
+        # A batch fit starts online EM afresh: its statistics are not kept.
+        self._running_statistics = None
         # Computed in float64; returned in the dtype of the data, as scikit-learn.
         for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-            setattr(self, name, np.asarray(getattr(self, name), dtype=data.X.dtype))
+            setattr(self, name, np.asarray(getattr(self, name), dtype=self._fit_dtype))
         self.precisions_ = self._cov.precisions(self.precisions_cholesky_)
 
     def _n_parameters(self):

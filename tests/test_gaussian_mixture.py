@@ -698,3 +698,74 @@ def test_statistics_of_blocks_add_up_to_those_of_the_whole(
         rtol=0,
         atol=1e-12 * np.max(np.abs(covariances)),
     )
+
+
+# ------------------------------------------------------------------ online EM
+def known_mixture(n_samples, seed):
+    rng = np.random.RandomState(seed)
+    means = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    labels = rng.choice(3, size=n_samples, p=[0.5, 0.3, 0.2])
+    return means[labels] + rng.randn(n_samples, 2), means
+
+
+def test_partial_fit_on_a_stream_recovers_the_means():
+    gm = EMGaussianMixture(3, random_state=0)
+    for batch in range(50):
+        X, means = known_mixture(500, seed=batch)
+        gm.partial_fit(X)
+    order = np.argsort(gm.means_[:, 0] + 2 * gm.means_[:, 1])
+    assert_allclose(gm.means_[order], means, atol=0.05)
+    assert_allclose(np.sort(gm.weights_), [0.2, 0.3, 0.5], atol=0.02)
+    assert gm.n_batch_iter_ == 50 and len(gm.lower_bounds_) == 50
+    X, _ = known_mixture(2000, seed=99)
+    batch = EMGaussianMixture(3, random_state=0).fit(X)
+    assert gm.score(X) > batch.score(X) - 0.01
+
+
+def test_partial_fit_with_weights_equals_repeated_rows():
+    X, _ = known_mixture(300, seed=0)
+    weights = np.random.RandomState(0).randint(1, 4, len(X))
+    params = dict(n_components=3, random_state=0, init_params="random_from_data")
+    start = EMGaussianMixture(**params, max_iter=1).fit(X)
+    init = dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
+    weighted = EMGaussianMixture(**params, **init)
+    repeated = EMGaussianMixture(**params, **init)
+    for half in (slice(0, 150), slice(150, 300)):
+        weighted.partial_fit(X[half], sample_weight=weights[half])
+        repeated.partial_fit(np.repeat(X[half], weights[half], axis=0))
+    for name in FITTED:
+        assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-9)
+
+
+def test_partial_fit_errors_are_clear_and_leave_the_model():
+    X, _ = known_mixture(300, seed=0)
+    gm = EMGaussianMixture(3, random_state=0).partial_fit(X)
+    means = gm.means_.copy()
+    with pytest.raises(ValueError, match="every batch must have the features"):
+        gm.partial_fit(np.c_[X, X])
+    gm.set_params(n_components=4)
+    with pytest.raises(ValueError, match="n_components"):
+        gm.partial_fit(X)
+    gm.set_params(n_components=3)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        gm.partial_fit(bad)
+    assert_array_equal(gm.means_, means)
+    assert gm.n_batch_iter_ == 1
+    # A batch fit afterwards starts afresh; partial_fit then continues from it.
+    gm.fit(X)
+    gm.partial_fit(X[:100])
+    assert gm.n_batch_iter_ == 2 and np.isfinite(gm.score(X))
+
+
+def test_partial_fit_keeps_float32():
+    X, _ = known_mixture(300, seed=0)
+    gm = EMGaussianMixture(3, random_state=0).partial_fit(X.astype(np.float32))
+    gm.partial_fit(X[:100].astype(np.float32))
+    for name in FITTED:
+        assert getattr(gm, name).dtype == np.float32, name
