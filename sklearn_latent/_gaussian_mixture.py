@@ -280,9 +280,10 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
         # Rows are taken about the weighted data mean (see _gaussian_kernels).
         shift = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
-        radius, scatter = 0.0, None
-        extent = float(np.max(np.abs(X)))
+        radius = extent = 0.0
+        scatter = None
         for rows in gen_batches(len(X), get_chunk_n_rows(16 * X.shape[1])):
+            extent = max(extent, float(np.max(np.abs(X[rows]))))
             Y = np.subtract(X[rows], shift, dtype=np.float64)
             radius = max(radius, float(np.sqrt(np.max(np.einsum("ij,ij->i", Y, Y)))))
             if self.covariance_type == "tied":
