@@ -10,6 +10,10 @@ from ._losses import elbo_terms
 
 # Rows per forward pass when evaluating the ELBO of a whole data set.
 EVALUATION_CHUNK = 4096
+# On the first plateau the learning rate is multiplied by LR_DROP_FACTOR and
+# training goes on; the next plateau stops it.
+LR_DROPS = 1
+LR_DROP_FACTOR = 0.1
 
 
 @dataclass
@@ -80,9 +84,10 @@ def train(
     """Train ``module`` for up to ``max_iter`` epochs; return a :class:`History`.
 
     ``History.lower_bounds`` holds each epoch's training ELBO, the mean over
-    its batches. Stopping follows scikit-learn's MLP: training stops
-    (converged) once the score has not risen by ``tol`` above its best for
-    more than ``n_iter_no_change`` consecutive epochs. The score is the
+    its batches. A plateau is more than ``n_iter_no_change`` consecutive
+    epochs in which the score has not risen by ``tol`` above its best (as in
+    scikit-learn's MLP); the first ``LR_DROPS`` plateaus lower the learning
+    rate, the next stops training (converged). The score is the
     validation ELBO with a validation set ``X_val`` (under the fixed
     ``validation_noise``; the best epoch's parameters and Adam state are then
     kept), else the training ELBO at the end of the epoch under one fixed
@@ -93,6 +98,7 @@ def train(
     state, when an ELBO or the ELBO at the final parameters is not finite.
     """
     history = History()
+    lr_drops_left = LR_DROPS
     track_training = X_val is None and math.isfinite(n_iter_no_change)
     training_noise = torch.randn(
         (len(X), module.n_components), generator=generator, device=X.device
@@ -126,7 +132,16 @@ def train(
             best_score, history.best_epoch = score, epoch
             if X_val is not None:
                 best_state = _copy_state(module, optimizer)
-        if no_improvement > n_iter_no_change:
+        if no_improvement > n_iter_no_change and lr_drops_left:
+            # Adam's steps keep the parameters jittering about the optimum, by
+            # more at a higher rate: a plateau first lowers the rate.
+            lr_drops_left -= 1
+            no_improvement = 0
+            for group in optimizer.param_groups:
+                group["lr"] *= LR_DROP_FACTOR
+            if verbose:
+                print(f"Learning rate lowered to {optimizer.param_groups[0]['lr']:g}.")
+        elif no_improvement > n_iter_no_change:
             history.converged = True
             if verbose:
                 what = "Validation" if X_val is not None else "Training"
