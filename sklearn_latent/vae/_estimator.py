@@ -32,7 +32,9 @@ from ._training import train
 ELBO_DRAWS = 32
 _SEED_MAX = np.iinfo(np.int32).max
 # Noise variance floor, as EMFactorAnalysis's Heywood floor: relative to the
-# feature's variance in the training data, absolute for a constant feature.
+# feature's variance in the training data; for a constant feature relative to
+# the mean variance of the features (a float32 decoder trained by Adam cannot
+# pin a constant more finely than the data's scale), 1e-12 if all are constant.
 RELATIVE_NOISE_FLOOR = 1e-6
 CONSTANT_FEATURE_NOISE = 1e-12
 
@@ -319,16 +321,19 @@ class VAEEstimator(
             X, X_val = train_test_split(
                 X, test_size=self.validation_fraction, random_state=split_seed
             )
+        variance = X.var(axis=0, dtype=np.float64)
+        scale = variance.mean() if variance.mean() > 0 else 1.0
         if module.likelihood == "gaussian":
-            variance = X.var(axis=0, dtype=np.float64)
-            floor = np.where(
-                variance > 0, RELATIVE_NOISE_FLOOR * variance, CONSTANT_FEATURE_NOISE
-            )
+            floor = RELATIVE_NOISE_FLOOR * np.where(variance > 0, variance, scale)
+            floor = np.maximum(floor, CONSTANT_FEATURE_NOISE)
             module.set_variance_floor(torch.tensor(floor, dtype=torch.float32))
         if optimizer is None:
+            # Noise starts no smaller than the data's scale: a sharper start
+            # for a (nearly) constant feature would meet the random decoder's
+            # first errors with huge gradients.
             module.start_from(
                 torch.tensor(X.mean(axis=0, dtype=np.float64), dtype=torch.float32),
-                torch.tensor(X.var(axis=0, dtype=np.float64), dtype=torch.float32),
+                torch.tensor(np.maximum(variance, scale), dtype=torch.float32),
             )
             module = module.to(self.device_)
             optimizer = torch.optim.Adam(
@@ -386,7 +391,7 @@ class VAEEstimator(
                 f"{floored[:10].tolist()}{'...' if len(floored) > 10 else ''}) "
                 f"reached (within a factor 2) its floor, {RELATIVE_NOISE_FLOOR:g} "
                 "times the feature's "
-                f"variance ({CONSTANT_FEATURE_NOISE:g} for a constant feature): the "
+                "variance (of the mean feature variance for a constant feature): the "
                 "model explains the feature without noise, and its density there "
                 "is as sharp as the floor allows. Constant features always do "
                 "this: drop them (e.g. VarianceThreshold) or expect very low "
