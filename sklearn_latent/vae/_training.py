@@ -166,8 +166,9 @@ def _diverged(optimizer, epoch, value):
     raise ValueError(
         f"Training diverged: the ELBO became {value} in epoch {epoch + 1}. Lower "
         f"learning_rate_init (now {lr:g}) or standardise the data (e.g. with "
-        "StandardScaler). The estimator is left as it was before this fit; with "
-        "warm_start=True a new fit continues from that model and its Adam state."
+        "StandardScaler). The estimator is left as it was before this fit: "
+        "with warm_start=True, a fit at a lower rate continues from the model "
+        "fitted before (if any) and its Adam state."
     )
 
 
