@@ -220,7 +220,7 @@ def vae(X_train, X_test, settings, seed, progress):
         f"{generative:,} + {encoder:,} encoder",
         [
             ("ELBO", model.score(X_test)),
-            (f"IWAE, K={k}", model.log_likelihood(X_test, n_samples=k).mean()),
+            (f"IWAE, K={k}", model.log_likelihood(X_test, n_draws=k).mean()),
         ],
     )
 

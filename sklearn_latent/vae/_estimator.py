@@ -2,6 +2,8 @@
 
 import copy
 import io
+import math
+import threading
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -29,6 +31,12 @@ from ._training import train
 # estimate smooth, few enough to stay cheap.
 ELBO_DRAWS = 32
 _SEED_MAX = np.iinfo(np.int32).max
+# Noise variance floor, as EMFactorAnalysis's Heywood floor: relative to the
+# feature's variance in the training data; for a constant feature relative to
+# the mean variance of the features (a float32 decoder trained by Adam cannot
+# pin a constant more finely than the data's scale), 1e-12 if all are constant.
+RELATIVE_NOISE_FLOOR = 1e-6
+CONSTANT_FEATURE_NOISE = 1e-12
 
 
 class VAEEstimator(
@@ -62,7 +70,10 @@ class VAEEstimator(
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
         p(x|z): ``"gaussian"`` with the decoder as mean and a learned variance
         per feature, or ``"bernoulli"`` with the decoder as logits, for data
-        in [0, 1].
+        in [0, 1]. A Gaussian noise variance never falls below
+        1e-6 times its feature's variance in the training data (1e-12 for a
+        constant feature), which bounds the ELBO; a warning names the
+        features that reach this floor.
 
     beta : float, default=1.0
         Weight of the KL term in the training objective (a beta-VAE).
@@ -71,10 +82,11 @@ class VAEEstimator(
     batch_size : int or "auto", default="auto"
         Mini-batch size; ``"auto"`` is ``min(200, n_samples)``.
 
-    learning_rate_init : float, default=1e-3
-        Adam's learning rate.
+    learning_rate_init : float, default=3e-3
+        Adam's initial learning rate; the first plateau (see
+        ``n_iter_no_change``) divides it by 10.
 
-    max_iter : int, default=200
+    max_iter : int, default=1000
         Maximum number of epochs (passes over the training data).
 
     tol : float, default=1e-4
@@ -87,10 +99,16 @@ class VAEEstimator(
     validation_fraction : float, default=0.1
         Share of the data held out when ``early_stopping=True``.
 
-    n_iter_no_change : int, default=10
-        Training stops, converged, when the ELBO (training, or validation with
-        ``early_stopping``) has not risen by ``tol`` for more than this many
-        consecutive epochs. ``np.inf`` always trains ``max_iter`` epochs.
+    n_iter_no_change : int, default=20
+        A plateau is more than this many consecutive epochs in which the ELBO
+        has not risen by ``tol`` above its best. The first plateau divides the
+        learning rate by 10 (Adam's steps make the parameters jitter about
+        the optimum, more at a higher rate); the second stops training,
+        converged. The ELBO judged is the validation ELBO with
+        ``early_stopping``, else the training ELBO at the end of each epoch
+        under one fixed noise draw per row, the same every epoch (the mean
+        over the epoch's batches moves with fresh noise by far more than
+        ``tol``). ``np.inf`` always trains ``max_iter`` epochs.
 
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation, batches, noise draws, validation split and
@@ -102,9 +120,12 @@ class VAEEstimator(
         Where to train and evaluate; ``"auto"`` picks CUDA when available.
 
     n_threads : int or None, default=1
-        Torch CPU threads while fitting and evaluating (restored afterwards);
-        ``None`` leaves torch's setting alone. Small networks run fastest on a
-        single thread; raise it for wide layers or big batches.
+        Torch CPU threads while fitting. torch's setting is process-wide: fit
+        sets it and restores it afterwards (after the last of several fits
+        running at once in Python threads). ``None`` leaves it alone. Small
+        networks train fastest on a single thread; raise it for wide layers
+        or big batches. Inference (``transform``, scores, ``sample``) never
+        changes it and runs on torch's current setting.
 
     verbose : int, default=0
         Print the ELBO after each epoch when positive.
@@ -126,7 +147,8 @@ class VAEEstimator(
         The device the networks live on.
 
     lower_bounds_ : list of float
-        Training ELBO (mean nats per sample) of each epoch of the last fit.
+        Training ELBO (nats per sample) of each epoch of the last fit: the
+        mean over the epoch's batches, each with fresh noise.
 
     lower_bound_ : float
         Training ELBO of the kept epoch: the last one, or with early stopping
@@ -165,7 +187,7 @@ class VAEEstimator(
     ...                    random_state=0).fit(X)
     >>> vae.transform(X).shape
     (100, 2)
-    >>> vae.score_samples(X).shape, vae.log_likelihood(X, n_samples=100).shape
+    >>> vae.score_samples(X).shape, vae.log_likelihood(X, n_draws=100).shape
     ((100,), (100,))
     >>> X_new, Z_new = vae.sample(5)
     >>> X_new.shape, Z_new.shape
@@ -210,12 +232,12 @@ class VAEEstimator(
         likelihood="gaussian",
         beta=1.0,
         batch_size="auto",
-        learning_rate_init=1e-3,
-        max_iter=200,
+        learning_rate_init=3e-3,
+        max_iter=1000,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=20,
         random_state=None,
         device="cpu",
         n_threads=1,
@@ -282,14 +304,16 @@ class VAEEstimator(
                     "n_components, hidden_layer_sizes, activation and likelihood "
                     "must stay as they were; set warm_start=False to start afresh."
                 )
-            for group in self.optimizer_.param_groups:
+            # Train copies: a failed warm fit leaves module_ and optimizer_
+            # as they were (restored_on_error puts attributes back by
+            # reference, but training mutates them in place).
+            module, optimizer = copy.deepcopy((self.module_, self.optimizer_))
+            for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate_init
         else:
             self.device_ = _resolve_device(self.device)
-            self.module_ = _build_module(architecture, init_seed).to(self.device_)
-            self.optimizer_ = torch.optim.Adam(
-                self.module_.parameters(), lr=self.learning_rate_init
-            )
+            module = _build_module(architecture, init_seed)
+            optimizer = None
             self._noise_seed = noise_seed
 
         X_val = None
@@ -297,11 +321,29 @@ class VAEEstimator(
             X, X_val = train_test_split(
                 X, test_size=self.validation_fraction, random_state=split_seed
             )
+        variance = X.var(axis=0, dtype=np.float64)
+        scale = variance.mean() if variance.mean() > 0 else 1.0
+        if module.likelihood == "gaussian":
+            floor = RELATIVE_NOISE_FLOOR * np.where(variance > 0, variance, scale)
+            floor = np.maximum(floor, CONSTANT_FEATURE_NOISE)
+            module.set_variance_floor(torch.tensor(floor, dtype=torch.float32))
+        if optimizer is None:
+            # Noise starts no smaller than the data's scale: a sharper start
+            # for a (nearly) constant feature would meet the random decoder's
+            # first errors with huge gradients.
+            module.start_from(
+                torch.tensor(X.mean(axis=0, dtype=np.float64), dtype=torch.float32),
+                torch.tensor(np.maximum(variance, scale), dtype=torch.float32),
+            )
+            module = module.to(self.device_)
+            optimizer = torch.optim.Adam(
+                module.parameters(), lr=self.learning_rate_init
+            )
         batch_size = min(200, len(X)) if self.batch_size == "auto" else self.batch_size
         with _torch_threads(self.n_threads):
             history = train(
-                self.module_,
-                self.optimizer_,
+                module,
+                optimizer,
                 self._to_tensor(X, torch.float32),
                 None if X_val is None else self._to_tensor(X_val, torch.float32),
                 batch_size=batch_size,
@@ -310,10 +352,12 @@ class VAEEstimator(
                 n_iter_no_change=self.n_iter_no_change,
                 beta=self.beta,
                 generator=torch.Generator(self.device_).manual_seed(train_seed),
-                validation_noise=self._fixed_noise(ELBO_DRAWS).float(),
+                validation_noise=self._fixed_noise(ELBO_DRAWS, module).float(),
                 verbose=self.verbose,
             )
 
+        self.module_, self.optimizer_ = module, optimizer
+        self._warn_floored_noise()
         self.lower_bounds_ = history.lower_bounds
         kept_epoch = history.best_epoch if self.early_stopping else -1
         self.lower_bound_ = history.lower_bounds[kept_epoch]
@@ -332,6 +376,29 @@ class VAEEstimator(
                 stacklevel=3,
             )
         return self
+
+    def _warn_floored_noise(self):
+        if self.module_.log_var is None:
+            return
+        # Adam jitters around the floor rather than sitting on it: within a
+        # factor 2 counts as reaching it.
+        floored = torch.nonzero(
+            self.module_.log_var <= self.module_.log_var_floor + math.log(2)
+        ).flatten()
+        if len(floored):
+            warnings.warn(
+                f"The noise variance of {len(floored)} feature(s) (indices "
+                f"{floored[:10].tolist()}{'...' if len(floored) > 10 else ''}) "
+                f"reached (within a factor 2) its floor, {RELATIVE_NOISE_FLOOR:g} "
+                "times the feature's "
+                "variance (of the mean feature variance for a constant feature): the "
+                "model explains the feature without noise, and its density there "
+                "is as sharp as the floor allows. Constant features always do "
+                "this: drop them (e.g. VarianceThreshold) or expect very low "
+                "scores for data that varies in them.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def transform(self, X):
         """Encode X: the mean of q(z|x) for each row.
@@ -389,7 +456,8 @@ class VAEEstimator(
         Returns
         -------
         elbo : ndarray of shape (n_samples,)
-            Per-sample lower bound on log p(x).
+            Per-sample lower bound on log p(x); ``-inf`` for rows so far from
+            the data that the computation overflows.
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
@@ -399,7 +467,7 @@ class VAEEstimator(
             reconstruction, kl = elbo_terms(module, x, eps)
             return reconstruction - kl
 
-        return self._map_rows(elbo, X, n_draws=ELBO_DRAWS)
+        return _overflow_to_minus_inf(self._map_rows(elbo, X, n_draws=ELBO_DRAWS))
 
     def score(self, X, y=None):
         """Mean ELBO of the rows of X (higher is better).
@@ -419,10 +487,10 @@ class VAEEstimator(
         """
         return float(np.mean(self.score_samples(X)))
 
-    def log_likelihood(self, X, n_samples=1000):
+    def log_likelihood(self, X, n_draws=1000, *, n_samples="deprecated"):
         """Importance-weighted (IWAE) estimate of log p(x) for each row of X.
 
-        The bound log (1/K) sum_k p(x, z_k) / q(z_k|x) with K = ``n_samples``
+        The bound log (1/K) sum_k p(x, z_k) / q(z_k|x) with K = ``n_draws``
         draws z_k ~ q(z|x) lies above the ELBO and tends to log p(x) as K
         grows. The draws are fixed and shared by all rows, as in
         :meth:`score_samples`; rows are processed in chunks sized by
@@ -433,22 +501,33 @@ class VAEEstimator(
         X : array-like of shape (n_samples, n_features)
             Data.
 
-        n_samples : int, default=1000
-            Number of importance samples K per row.
+        n_draws : int, default=1000
+            Number of importance draws K per row.
+
+        n_samples : int
+            Deprecated name of ``n_draws`` (in scikit-learn ``n_samples``
+            counts rows); it will be removed in a future release.
 
         Returns
         -------
-        log_px : ndarray of shape (n_rows,)
-            Per-sample estimate of log p(x), in nats.
+        log_px : ndarray of shape (n_samples,)
+            Per-sample estimate of log p(x), in nats; ``-inf`` for rows so far
+            from the data that the computation overflows.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(
-                f"n_samples must be a positive integer, got {n_samples!r}."
+        if not (isinstance(n_samples, str) and n_samples == "deprecated"):
+            warnings.warn(
+                "log_likelihood's n_samples was renamed n_draws (it counts "
+                "importance draws per row, not rows); use n_draws=.",
+                FutureWarning,
+                stacklevel=2,
             )
+            n_draws = n_samples
+        check_is_fitted(self)
+        _check_count(n_draws, "n_draws")
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
-        eps = self._fixed_noise(n_samples)
-        return self._map_rows(lambda m, x: iwae(m, x, eps), X, n_draws=n_samples)
+        eps = self._fixed_noise(n_draws)
+        log_px = self._map_rows(lambda m, x: iwae(m, x, eps), X, n_draws=n_draws)
+        return _overflow_to_minus_inf(log_px)
 
     def sample(self, n_samples=1):
         """Draw from the model: z ~ p(z), then x ~ p(x|z).
@@ -467,14 +546,11 @@ class VAEEstimator(
             The latent points they were drawn from.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(
-                f"n_samples must be a positive integer, got {n_samples!r}."
-            )
+        _check_count(n_samples, "n_samples")
         seed = int(_random_state(self.random_state).randint(_SEED_MAX))
         generator = torch.Generator(self.device_).manual_seed(seed)
         module = self.module_
-        with torch.inference_mode(), _torch_threads(self.n_threads):
+        with torch.inference_mode():
             Z = torch.randn(
                 (n_samples, module.n_components),
                 generator=generator,
@@ -543,10 +619,11 @@ class VAEEstimator(
         return X
 
     def _to_tensor(self, X, dtype):
-        # torch.tensor copies, so read-only (memory-mapped) input is fine.
-        return torch.tensor(X, dtype=dtype, device=self.device_)
+        # torch.tensor copies, so read-only (memory-mapped) input is fine;
+        # it refuses negative strides (X[::-1]), which ascontiguousarray fixes.
+        return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=self.device_)
 
-    def _fixed_noise(self, n_draws):
+    def _fixed_noise(self, n_draws, module=None):
         """Standard normal draws of shape (n_draws, 1, n_components), always the same.
 
         Every row shares these draws, so their sampling error does not average
@@ -555,7 +632,7 @@ class VAEEstimator(
         which removes the error exactly when the expectation depends only on
         the first two moments, as in the linear Gaussian VAE.
         """
-        n_components = self.module_.n_components
+        n_components = (module or self.module_).n_components
         generator = torch.Generator().manual_seed(self._noise_seed)
         eps = torch.randn(
             (n_draws, n_components), generator=generator, dtype=torch.float64
@@ -580,7 +657,7 @@ class VAEEstimator(
         )
         row_bytes = 8 * n_draws * 2 * widths
         chunk = max(1, get_config()["working_memory"] * 2**20 // row_bytes)
-        with torch.inference_mode(), _torch_threads(self.n_threads):
+        with torch.inference_mode():
             parts = [
                 fn(module, self._to_tensor(X[rows], torch.float64)).cpu().numpy()
                 for rows in gen_batches(len(X), chunk)
@@ -635,15 +712,45 @@ def _build_module(architecture, seed):
     return module
 
 
+def _check_count(value, name):
+    # bool is an Integral in Python, but True is no count of draws or rows.
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _overflow_to_minus_inf(scores):
+    """Map NaN scores to -inf.
+
+    Inputs and parameters are finite (validated, and checked after fit), so
+    a NaN only comes from overflow (inf - inf, 0 * inf) in a row so far from
+    the data that its density underflows: -inf, as GaussianMixture gives.
+    """
+    return np.where(np.isnan(scores), -np.inf, scores)
+
+
+# Fits running at once in several Python threads share torch's process-wide
+# thread setting: the first to start saves it and the last to end restores it.
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = None
+
+
 @contextmanager
 def _torch_threads(n_threads):
-    """Run torch's CPU ops on ``n_threads`` threads, then restore the setting."""
+    """Run torch's CPU ops on ``n_threads`` threads while fitting, then restore."""
+    global _threads_users, _threads_saved
     if n_threads is None:
         yield
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+        _threads_users += 1
+        torch.set_num_threads(n_threads)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)

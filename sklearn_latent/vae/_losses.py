@@ -10,9 +10,6 @@ trick).
 import math
 
 import torch
-import torch.nn.functional as F
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 def reconstruction_log_likelihood(module, x, out):
@@ -20,12 +17,7 @@ def reconstruction_log_likelihood(module, x, out):
 
     x: (n, d); out: (..., n, d); returns (..., n).
     """
-    if module.likelihood == "gaussian":
-        log_var = module.log_var
-        return -0.5 * (LOG_2PI + log_var + (x - out) ** 2 * torch.exp(-log_var)).sum(-1)
-    return -F.binary_cross_entropy_with_logits(
-        out, x.expand_as(out), reduction="none"
-    ).sum(-1)
+    return module.likelihood_distribution(out).log_prob(x)
 
 
 def kl_to_standard_normal(mean, log_var):

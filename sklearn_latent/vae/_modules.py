@@ -4,6 +4,7 @@ from itertools import pairwise
 
 import torch
 from torch import nn
+from torch.distributions import Bernoulli, Independent, Normal
 
 ACTIVATIONS = {
     "identity": nn.Identity,
@@ -31,6 +32,8 @@ class VAE(nn.Module):
     Gaussian p(x|z) with a learned per-feature log-variance ``log_var`` (the
     factor-analysis noise, made non-linear), or to the logits of independent
     Bernoullis. With no hidden layers both maps are affine: a linear VAE.
+    ``log_var`` never falls below the buffer ``log_var_floor`` (see
+    :meth:`project`), so the Gaussian likelihood is bounded.
 
     Build it under ``torch.device("meta")`` and call :meth:`reset_parameters`
     with a local generator after ``to_empty``, so that construction never
@@ -49,8 +52,10 @@ class VAE(nn.Module):
         hidden = list(self.hidden_layer_sizes)
         self.encoder = mlp([n_features, *hidden, 2 * n_components], activation)
         self.decoder = mlp([n_components, *hidden[::-1], n_features], activation)
-        self.log_var = (
-            nn.Parameter(torch.empty(n_features)) if likelihood == "gaussian" else None
+        gaussian = likelihood == "gaussian"
+        self.log_var = nn.Parameter(torch.empty(n_features)) if gaussian else None
+        self.register_buffer(
+            "log_var_floor", torch.empty(n_features) if gaussian else None
         )
 
     def architecture(self):
@@ -77,6 +82,37 @@ class VAE(nn.Module):
                     layer.bias.uniform_(-bound, bound, generator=generator)
             if self.log_var is not None:
                 self.log_var.zero_()
+                self.log_var_floor.fill_(-torch.inf)
+
+    def start_from(self, mean, variance):
+        """Start the decoder at the best model without z, from data moments.
+
+        Output biases at the features' means (logits of them for Bernoulli)
+        and, for the Gaussian, noise variances at the features' variances (not
+        below the floor); each a float tensor of shape (n_features,). Training
+        then starts where a model that ignores z is best, not a data scale
+        away from it.
+        """
+        with torch.no_grad():
+            bias = self.decoder[-1].bias
+            if self.likelihood == "gaussian":
+                bias.copy_(mean)
+                self.log_var.copy_(variance.log())
+                self.project()
+            else:
+                bias.copy_(torch.logit(mean, eps=1e-3))
+
+    def set_variance_floor(self, floor):
+        """Floor the noise variances at ``floor``, shape (n_features,)."""
+        with torch.no_grad():
+            self.log_var_floor.copy_(floor.log())
+        self.project()
+
+    def project(self):
+        """Put noise log-variances below their floor back on it (after a step)."""
+        if self.log_var is not None:
+            with torch.no_grad():
+                self.log_var.clamp_(min=self.log_var_floor)
 
     def encode(self, x):
         """Mean and log-variance of q(z|x), each of shape (..., n_components)."""
@@ -86,6 +122,15 @@ class VAE(nn.Module):
     def decode(self, z):
         """Mean (Gaussian) or logits (Bernoulli) of p(x|z), shape (..., n_features)."""
         return self.decoder(z)
+
+    def likelihood_distribution(self, out):
+        """p(x|z) for decoder output ``out``, features independent."""
+        # validate_args=False: validation would sync with the device each step.
+        if self.likelihood == "gaussian":
+            base = Normal(out, torch.exp(0.5 * self.log_var), validate_args=False)
+        else:
+            base = Bernoulli(logits=out, validate_args=False)
+        return Independent(base, 1, validate_args=False)
 
     def decoded_mean(self, z):
         """E[x|z]."""

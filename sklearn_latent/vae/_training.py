@@ -1,11 +1,19 @@
 """The VAE's training loop: Adam on mini-batches, convergence and early stopping."""
 
+import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
 
 from ._losses import elbo_terms
+
+# Rows per forward pass when evaluating the ELBO of a whole data set.
+EVALUATION_CHUNK = 4096
+# On the first plateau the learning rate is multiplied by LR_DROP_FACTOR and
+# training goes on; the next plateau stops it.
+LR_DROPS = 1
+LR_DROP_FACTOR = 0.1
 
 
 @dataclass
@@ -22,8 +30,9 @@ def run_epoch(module, optimizer, X, *, batch_size, beta, generator):
     """One pass over the rows of X in shuffled mini-batches; returns the mean ELBO.
 
     Each step maximises the beta-ELBO of its batch with one fresh noise draw
-    per row. The returned mean (a 0-d tensor: no device sync per batch) is
-    the plain ELBO, beta = 1, whatever ``beta`` is.
+    per row, then puts the noise variances back above their floor. The
+    returned mean (a 0-d tensor: no device sync per batch) is the plain
+    ELBO, beta = 1, whatever ``beta`` is.
     """
     n_samples = X.shape[0]
     total = X.new_zeros(())
@@ -38,8 +47,23 @@ def run_epoch(module, optimizer, X, *, batch_size, beta, generator):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        module.project()
         total += (reconstruction - kl).detach().sum()
     return total / n_samples
+
+
+def evaluate(module, X, eps):
+    """Mean ELBO of the rows of X under fixed noise ``eps`` (a 0-d tensor).
+
+    ``eps`` is (n, k), one draw per row, or (n_draws, 1, k), shared.
+    """
+    total = X.new_zeros(())
+    with torch.no_grad():
+        for rows in torch.arange(len(X), device=X.device).split(EVALUATION_CHUNK):
+            noise = eps[rows] if eps.dim() == 2 else eps
+            reconstruction, kl = elbo_terms(module, X[rows], noise)
+            total += (reconstruction - kl).sum()
+    return total / len(X)
 
 
 def train(
@@ -59,38 +83,43 @@ def train(
 ):
     """Train ``module`` for up to ``max_iter`` epochs; return a :class:`History`.
 
-    Stopping follows scikit-learn's MLP: training stops (converged) once the
-    score has not risen by ``tol`` above its best for more than
-    ``n_iter_no_change`` consecutive epochs. The score is the training ELBO,
-    or with a validation set ``X_val`` the validation ELBO under the fixed
-    ``validation_noise``, in which case the best epoch's parameters are kept.
+    ``History.lower_bounds`` holds each epoch's training ELBO, the mean over
+    its batches. A plateau is more than ``n_iter_no_change`` consecutive
+    epochs in which the score has not risen by ``tol`` above its best (as in
+    scikit-learn's MLP); the first ``LR_DROPS`` plateaus lower the learning
+    rate, the next stops training (converged). The score is the
+    validation ELBO with a validation set ``X_val`` (under the fixed
+    ``validation_noise``; the best epoch's parameters and Adam state are then
+    kept), else the training ELBO at the end of the epoch under one fixed
+    draw per row, the same every epoch: the batch mean moves with fresh noise
+    by far more than ``tol``, so it cannot tell a plateau from noise.
 
-    A non-finite ELBO or parameter restores the last finite epoch's
-    parameters, clears Adam's moments and raises ValueError.
+    Raises ValueError, leaving ``module`` and ``optimizer`` in an unspecified
+    state, when an ELBO or the ELBO at the final parameters is not finite.
     """
     history = History()
+    lr_drops_left = LR_DROPS
+    track_training = X_val is None and math.isfinite(n_iter_no_change)
+    training_noise = torch.randn(
+        (len(X), module.n_components), generator=generator, device=X.device
+    )
     best_score, best_state, no_improvement = -math.inf, None, 0
     for epoch in range(max_iter):
-        last_finite = _copy_state(module)
         elbo = run_epoch(
             module, optimizer, X, batch_size=batch_size, beta=beta, generator=generator
-        ).item()
-        if not (math.isfinite(elbo) and _all_finite(module)):
-            module.load_state_dict(last_finite)
-            optimizer.state.clear()
-            lr = optimizer.param_groups[0]["lr"]
-            raise ValueError(
-                f"Training diverged: the ELBO became {elbo} in epoch {epoch + 1}. "
-                f"Lower learning_rate_init (now {lr:g}) or standardise the data "
-                "(e.g. with StandardScaler). The parameters of the last finite "
-                "epoch were restored."
-            )
-        history.lower_bounds.append(elbo)
-        score = elbo
+        )
         if X_val is not None:
-            with torch.no_grad():
-                reconstruction, kl = elbo_terms(module, X_val, validation_noise)
-                score = (reconstruction - kl).mean().item()
+            score = evaluate(module, X_val, validation_noise)
+        elif track_training:
+            score = evaluate(module, X, training_noise)
+        else:
+            score = elbo
+        # One host sync per epoch.
+        elbo, score = torch.stack([elbo, score]).tolist()
+        if not (math.isfinite(elbo) and math.isfinite(score)):
+            _diverged(optimizer, epoch, elbo if not math.isfinite(elbo) else score)
+        history.lower_bounds.append(elbo)
+        if X_val is not None:
             history.validation_scores.append(score)
         if verbose:
             line = f"Epoch {epoch + 1}, ELBO = {elbo:.6f}"
@@ -102,8 +131,17 @@ def train(
         if score > best_score:
             best_score, history.best_epoch = score, epoch
             if X_val is not None:
-                best_state = _copy_state(module)
-        if no_improvement > n_iter_no_change:
+                best_state = _copy_state(module, optimizer)
+        if no_improvement > n_iter_no_change and lr_drops_left:
+            # Adam's steps keep the parameters jittering about the optimum, by
+            # more at a higher rate: a plateau first lowers the rate.
+            lr_drops_left -= 1
+            no_improvement = 0
+            for group in optimizer.param_groups:
+                group["lr"] *= LR_DROP_FACTOR
+            if verbose:
+                print(f"Learning rate lowered to {optimizer.param_groups[0]['lr']:g}.")
+        elif no_improvement > n_iter_no_change:
             history.converged = True
             if verbose:
                 what = "Validation" if X_val is not None else "Training"
@@ -113,13 +151,29 @@ def train(
                 )
             break
     if best_state is not None:
-        module.load_state_dict(best_state)
+        module.load_state_dict(best_state[0])
+        optimizer.load_state_dict(best_state[1])
+    elif not track_training:
+        # The last step may have blown up after the last ELBO was taken.
+        final = evaluate(module, X, training_noise).item()
+        if not math.isfinite(final):
+            _diverged(optimizer, len(history.lower_bounds) - 1, final)
     return history
 
 
-def _copy_state(module):
-    return {name: t.detach().clone() for name, t in module.state_dict().items()}
+def _diverged(optimizer, epoch, value):
+    lr = optimizer.param_groups[0]["lr"]
+    raise ValueError(
+        f"Training diverged: the ELBO became {value} in epoch {epoch + 1}. Lower "
+        f"learning_rate_init (now {lr:g}) or standardise the data (e.g. with "
+        "StandardScaler). The estimator is left as it was before this fit: "
+        "with warm_start=True, a fit at a lower rate continues from the model "
+        "fitted before (if any) and its Adam state."
+    )
 
 
-def _all_finite(module):
-    return all(torch.isfinite(p).all() for p in module.parameters())
+def _copy_state(module, optimizer):
+    return (
+        {name: t.detach().clone() for name, t in module.state_dict().items()},
+        copy.deepcopy(optimizer.state_dict()),
+    )
