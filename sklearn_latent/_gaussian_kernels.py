@@ -451,7 +451,10 @@ def rows_about_references(X, shift, refs):
     the new columns to the rows, and the column slices of each reference.
     With one reference the order is the identity.
     """
-    Y = np.subtract(X.T, shift[:, np.newaxis], dtype=np.float64)
+    # Samples as columns, in a C-ordered buffer: the second-order products
+    # then read contiguous rows (a plain X.T - shift would be F-ordered).
+    Y = np.empty((X.shape[1], X.shape[0]))
+    np.subtract(X.T, shift[:, np.newaxis], out=Y)
     if len(refs) == 1:
         if np.any(refs[0]):
             Y -= refs[0][:, np.newaxis]
