@@ -12,7 +12,7 @@ Woodbury's identity give log det C and C^-1 without factorising any
 """
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, optimize
 from sklearn.utils.extmath import randomized_svd, svd_flip
 
 LOG_2PI = np.log(2 * np.pi)
@@ -152,6 +152,100 @@ def _squarem_extrapolate(theta0, theta1, theta2, noise_lower, noise_upper):
     shape = theta0[0].shape
     log_noise = np.clip(t[np.prod(shape) :], np.log(noise_lower), np.log(noise_upper))
     return t[: np.prod(shape)].reshape(shape), np.exp(log_noise)
+
+
+def _profile(noise_variance, scatter, n_components):
+    """The best loadings for fixed noise, and the log-likelihood they give.
+
+    With S* = diag(psi)^-1/2 S diag(psi)^-1/2 and its top eigenpairs
+    (lambda_i, u_i), the loadings that maximise the likelihood for the noise
+    psi are W = diag(max(lambda - 1, 0))^1/2 U^T diag(psi)^1/2 (Joreskog 1967;
+    R's ``factanal``), and the mean log-likelihood they reach is
+
+        -1/2 [d log 2 pi + sum log psi + tr S* + sum_i (log m_i + 1 - m_i)]
+
+    with m_i = max(lambda_i, 1). Its gradient with respect to log psi_j is
+    -1/2 [1 + sum_i u_ij^2 (m_i - 1) - S*_jj]. One symmetric eigensolve,
+    O(n_features^3).
+
+    Parameters
+    ----------
+    noise_variance : ndarray of shape (n_features,)
+    scatter : ndarray of shape (n_features, n_features)
+    n_components : int
+
+    Returns
+    -------
+    mean_log_likelihood : float
+    gradient : ndarray of shape (n_features,)
+        With respect to log psi.
+    components : ndarray of shape (n_components, n_features)
+    """
+    n_features = len(noise_variance)
+    root = np.sqrt(noise_variance)
+    scaled = scatter / np.outer(root, root)
+    if n_components:
+        values, vectors = np.linalg.eigh(scaled)
+        values = values[n_features - n_components :]
+        vectors = vectors[:, n_features - n_components :]
+    else:
+        values, vectors = np.zeros(0), np.zeros((n_features, 0))
+    excess = np.maximum(values, 1.0) - 1.0
+    log_likelihood = -0.5 * (
+        n_features * LOG_2PI
+        + np.sum(np.log(noise_variance))
+        + np.trace(scaled)
+        + np.sum(np.log1p(excess) - excess)
+    )
+    gradient = -0.5 * (1.0 + vectors**2 @ excess - np.diag(scaled))
+    components = (np.sqrt(excess)[:, np.newaxis] * vectors.T * root)[::-1]
+    return log_likelihood, gradient, components
+
+
+def _maximize_profile(
+    noise_variance, scatter, n_components, lower, upper, tol, max_iter
+):
+    """Maximise the profile log-likelihood of :func:`_profile` over the noise.
+
+    L-BFGS-B on the uniquenesses psi_j / scale_j within [lower, upper], as R's
+    ``factanal``: unlike log psi, this parametrisation keeps a finite gradient
+    at a Heywood boundary, so the bound becomes active instead of being
+    approached ever more slowly. It stops when an iteration gains less than
+    ``tol`` (mean log-likelihood per sample) or after ``max_iter`` iterations.
+
+    Parameters
+    ----------
+    noise_variance : ndarray of shape (n_features,)
+        The start.
+    scatter : ndarray of shape (n_features, n_features)
+    n_components : int
+    lower, upper : ndarray of shape (n_features,)
+        Bounds of the noise variances; ``upper`` is also the scale.
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    noise_variance : ndarray of shape (n_features,)
+    """
+
+    def negative(uniqueness):
+        noise = np.clip(uniqueness * upper, lower, upper)
+        log_likelihood, gradient, _ = _profile(noise, scatter, n_components)
+        return -log_likelihood, -gradient / uniqueness
+
+    start = np.clip(noise_variance, lower, upper) / upper
+    value = _profile(start * upper, scatter, n_components)[0]
+    result = optimize.minimize(
+        negative,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=optimize.Bounds(lower / upper, 1.0),
+        # L-BFGS-B's ftol is relative to |f|; tol is absolute.
+        options={"ftol": tol / max(abs(value), 1.0), "gtol": tol, "maxiter": max_iter},
+    )
+    return np.clip(result.x * upper, lower, upper)
 
 
 def _log_likelihood_samples(X, mean, components, noise_variance):
