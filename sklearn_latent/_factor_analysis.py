@@ -38,6 +38,9 @@ CONSTANT_FEATURE_NOISE = 1e-12
 # A start whose noise is below this fraction of a feature's variance says the
 # feature is (nearly) a combination of the others.
 DEGENERATE_UNIQUENESS = 1e-4
+# EM (SQUAREM) cycles before quasi-Newton steps join: well-conditioned fits
+# converge within them at O(d^2 k) a cycle.
+SQUAREM_FIRST = 5
 # Quasi-Newton steps on the noise cost a full eigendecomposition, O(d^3), against
 # an EM step's O(d^2 k): beyond this many features EM (SQUAREM) works alone.
 QUASI_NEWTON_MAX_FEATURES = 500
@@ -240,6 +243,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------ fitting
     def _finalize(self, moments):
+        del self._n_m_steps
         self.components_ = _canonical_orientation(
             self.components_, self.noise_variance_
         )
@@ -316,6 +320,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 )
 
     def _prepare(self, X, sample_weight):
+        self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
         # One pass over the data; EM then needs only these moments.
         shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
         total_weight, first, second = self._sum_over_chunks(
@@ -324,7 +329,17 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             sample_weight,
             row_bytes=2 * 8 * X.shape[1],
         )
-        mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
+        if not (np.isfinite(total_weight) and np.all(np.isfinite(scatter))):
+            raise ValueError(
+                "EMFactorAnalysis: the weighted sums of squares of the data "
+                "overflow float64 (data up to "
+                f"{np.abs(X).max():.3g}, total sample weight {total_weight:.3g}). "
+                "Scale the data, e.g. with sklearn.preprocessing.StandardScaler, "
+                "and keep sample weights to a moderate range (their scale does "
+                "not matter)."
+            )
         return _Moments(total_weight, mean, scatter)
 
     def _initialize(self, moments, random_state):
@@ -385,12 +400,13 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         return (moments, ezz, beta_scatter, mean_log_likelihood), mean_log_likelihood
 
     def _m_step(self, statistics):
-        """A quasi-Newton step on the noise and an EM step, or a SQUAREM cycle.
+        """A SQUAREM cycle of EM, or a quasi-Newton step on the noise and EM.
 
-        Factor analysis first maximises the likelihood over the noise with the
-        loadings profiled out (L-BFGS-B, as R's ``factanal``): EM alone crawls
-        where noise variances approach zero (Heywood cases). If that raises
-        the likelihood, one EM step follows from there.
+        After ``SQUAREM_FIRST`` cycles without convergence, factor analysis
+        maximises the likelihood over the noise with the loadings profiled out
+        (L-BFGS-B, as R's ``factanal``): EM alone crawls where noise variances
+        approach zero (Heywood cases). If that raises the likelihood, one EM
+        step follows from there.
 
         Otherwise (and for probabilistic PCA), one SQUAREM cycle from theta0
         extrapolates two EM steps theta0 -> theta1 -> theta2 to theta';
@@ -408,7 +424,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             floor=lower,
         )
         self.mean_ = moments.mean
-        if self._quasi_newton(scatter):
+        self._n_m_steps += 1
+        if self._n_m_steps > SQUAREM_FIRST and self._quasi_newton(scatter):
             n_components = self.components_.shape[0]
             noise = self._maximize_noise(scatter, n_components, self.noise_variance_)
             components = _profile(noise, scatter, n_components)[2]

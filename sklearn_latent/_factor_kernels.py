@@ -248,22 +248,53 @@ def _maximize_profile(
     return np.clip(result.x * upper, lower, upper)
 
 
+def _whitened_rows(X, mean, noise_variance):
+    """(x - mean) diag(psi)^-1/2 / s per row, and the scale s (n_samples,).
+
+    s is 1 for ordinary rows; a row whose squares would overflow is first
+    divided by its largest entry (or the mean's), so that it stays finite.
+    """
+    root = np.sqrt(noise_variance)
+    scale = np.ones(len(X))
+    with np.errstate(over="ignore", invalid="ignore"):
+        centered = (X - mean) / root
+        far = ~np.isfinite(np.einsum("ij,ij->i", centered, centered))
+    if np.any(far):
+        scale[far] = np.maximum(np.abs(X[far]).max(axis=1), np.abs(mean).max())
+        rows = scale[far, np.newaxis]
+        centered[far] = (X[far] / rows - mean / rows) / root
+    return centered, scale
+
+
 def _log_likelihood_samples(X, mean, components, noise_variance):
-    """Log p(x) of each row of X (n_samples, n_features); shape (n_samples,)."""
+    """Log p(x) of each row of X (n_samples, n_features); shape (n_samples,).
+
+    A row so far from the mean that its Mahalanobis distance overflows gets
+    -inf, never NaN.
+    """
     whitened, chol = _noise_whitened(components, noise_variance)
-    centered = (X - mean) / np.sqrt(noise_variance)
+    centered, scale = _whitened_rows(X, mean, noise_variance)
     projected = linalg.solve_triangular(chol, whitened @ centered.T, lower=True)
     # (x - mean)^T C^-1 (x - mean) by Woodbury, in the noise-whitened space.
     mahalanobis = np.sum(centered**2, axis=1) - np.sum(projected**2, axis=0)
+    with np.errstate(over="ignore"):
+        mahalanobis *= scale**2
     log_det = _log_det_covariance(noise_variance, chol)
     return -0.5 * (X.shape[1] * LOG_2PI + log_det + mahalanobis)
 
 
 def _posterior_mean(X, mean, components, noise_variance):
-    """E[z | x] = M^-1 W diag(psi)^-1 (x - mean), shape (n_samples, n_components)."""
+    """E[z | x] = M^-1 W diag(psi)^-1 (x - mean), shape (n_samples, n_components).
+
+    Rows too large for the intermediate products are rescaled, so that a
+    finite row gives finite factors, or +-inf where they exceed the float
+    range, never NaN.
+    """
     whitened, chol = _noise_whitened(components, noise_variance)
-    centered = (X - mean) / np.sqrt(noise_variance)
-    return linalg.cho_solve((chol, True), whitened @ centered.T).T
+    centered, scale = _whitened_rows(X, mean, noise_variance)
+    factors = linalg.cho_solve((chol, True), whitened @ centered.T).T
+    with np.errstate(over="ignore"):
+        return factors * scale[:, np.newaxis]
 
 
 def _covariance(components, noise_variance):
