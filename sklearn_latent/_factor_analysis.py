@@ -322,14 +322,15 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def _prepare(self, X, sample_weight):
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
         # One pass over the data; EM then needs only these moments.
-        shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
-        total_weight, first, second = self._sum_over_chunks(
-            partial(_moment_sums, shift=shift),
-            X,
-            sample_weight,
-            row_bytes=2 * 8 * X.shape[1],
-        )
+        # Sums that overflow are caught below, with a clearer message.
         with np.errstate(over="ignore", invalid="ignore"):
+            shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
+            total_weight, first, second = self._sum_over_chunks(
+                partial(_moment_sums, shift=shift),
+                X,
+                sample_weight,
+                row_bytes=2 * 8 * X.shape[1],
+            )
             mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
         if not (np.isfinite(total_weight) and np.all(np.isfinite(scatter))):
             raise ValueError(
@@ -405,10 +406,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         After ``SQUAREM_FIRST`` cycles without convergence, factor analysis
         maximises the likelihood over the noise with the loadings profiled out
         (L-BFGS-B, as R's ``factanal``): EM alone crawls where noise variances
-        approach zero (Heywood cases). If that raises the likelihood, one EM
-        step follows from there.
+        approach zero (Heywood cases). The result, the best loadings for the
+        new noise, is the update if it raises the likelihood (the step is then
+        an ECME-like step that maximises the likelihood itself).
 
-        Otherwise (and for probabilistic PCA), one SQUAREM cycle from theta0
+        Otherwise (and for probabilistic PCA) one SQUAREM cycle from theta0
         extrapolates two EM steps theta0 -> theta1 -> theta2 to theta';
         theta' is kept, followed by an EM step, only if its log-likelihood is
         at least theta1's; otherwise theta2 is the update. Either way the
@@ -432,8 +434,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             *posterior, log_likelihood = _posterior_statistics(
                 components, noise, scatter
             )
+            # Kept only if better, by the very function the next E-step uses.
             if log_likelihood > log_likelihood0:
-                self.components_, self.noise_variance_ = maximize(*posterior)
+                self.components_, self.noise_variance_ = components, noise
                 return
 
         theta0 = (self.components_, self.noise_variance_)

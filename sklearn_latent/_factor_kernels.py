@@ -135,14 +135,19 @@ def _squarem_extrapolate(theta0, theta1, theta2, noise_lower, noise_upper):
     a = -|r| / |v|, never shorter than the plain double step (a = -1, which
     gives theta2). Each theta is (components, noise_variance); noise variances
     are extrapolated in log space and clipped to [noise_lower, noise_upper].
+    Loadings are measured in units of sqrt(noise_upper) (the features' standard
+    deviations), so that the step, like EM, does not depend on the units of
+    the features.
 
     Returns
     -------
     components : ndarray of shape (n_components, n_features)
     noise_variance : ndarray of shape (n_features,)
     """
+    unit = np.sqrt(noise_upper)
     t0, t1, t2 = (
-        np.concatenate([w.ravel(), np.log(psi)]) for w, psi in (theta0, theta1, theta2)
+        np.concatenate([(w / unit).ravel(), np.log(psi)])
+        for w, psi in (theta0, theta1, theta2)
     )
     r = t1 - t0
     v = t2 - t1 - r
@@ -151,7 +156,7 @@ def _squarem_extrapolate(theta0, theta1, theta2, noise_lower, noise_upper):
     t = t0 - 2 * alpha * r + alpha**2 * v
     shape = theta0[0].shape
     log_noise = np.clip(t[np.prod(shape) :], np.log(noise_lower), np.log(noise_upper))
-    return t[: np.prod(shape)].reshape(shape), np.exp(log_noise)
+    return t[: np.prod(shape)].reshape(shape) * unit, np.exp(log_noise)
 
 
 def _profile(noise_variance, scatter, n_components):
