@@ -64,7 +64,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     One pass over the data gives the weighted mean and scatter matrix; after
     it each EM iteration costs O(n_features^2 n_components), whatever the
     number of samples. Iterations are accelerated by SQUAREM, with a fall
-    back to plain EM steps, so the log-likelihood never decreases.
+    back to plain EM steps, so the log-likelihood never decreases. Where EM
+    crawls (noise variances near zero: Heywood cases), factor analysis
+    switches to quasi-Newton steps on the noise with the loadings profiled
+    out, as R's ``factanal``, each kept only if it raises the likelihood.
 
     It accepts the parameters and gives the attributes of scikit-learn's
     :class:`~sklearn.decomposition.FactorAnalysis`, except ``copy`` (the data
@@ -88,7 +91,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     max_iter : int, default=1000
         Maximum number of iterations. One iteration is one SQUAREM cycle:
-        three EM steps, or two when the extrapolation is rejected.
+        three EM steps, or two when the extrapolation is rejected; for factor
+        analysis with at most 500 features, iterations after the fifth are
+        one L-BFGS-B run (of at most ``max_iter`` steps) on the noise.
 
     noise_variance_init : array-like of shape (n_features,), default=None
         Initial noise variances (their mean with ``noise="isotropic"``); the
@@ -147,7 +152,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         divided by the total sample weight); it never decreases.
 
     n_iter_ : int
-        Number of iterations (SQUAREM cycles) run.
+        Number of iterations (SQUAREM cycles or quasi-Newton runs) run.
 
     converged_ : bool
         Whether the gain fell below ``tol``.
@@ -179,6 +184,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
       Psychometrika 47, 1982.
     - M. E. Tipping and C. M. Bishop, "Probabilistic principal component
       analysis", JRSS B 61, 1999.
+    - K. G. Joreskog, "Some contributions to maximum likelihood factor
+      analysis", Psychometrika 32, 1967 (the profile likelihood).
     - R. Varadhan and C. Roland, "Simple and globally convergent methods for
       accelerating the convergence of any EM algorithm", Scand. J. Stat. 35,
       2008.
