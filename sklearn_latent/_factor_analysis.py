@@ -301,7 +301,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "check for features that are (nearly) combinations of others, or "
                 "use noise='isotropic'.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=6,  # the caller of fit
             )
 
     def _n_components(self, n_features):
