@@ -15,6 +15,7 @@ from ._factor_kernels import (
     _covariance,
     _log_likelihood_samples,
     _maximize,
+    _maximize_profile,
     _mean_and_scatter,
     _moment_sums,
     _orthogonal_rotation,
@@ -22,6 +23,7 @@ from ._factor_kernels import (
     _posterior_statistics,
     _precision,
     _principal_start,
+    _profile,
     _smc_noise_variance,
     _squarem_extrapolate,
 )
@@ -33,6 +35,15 @@ from ._utils import Interval, StrOptions
 RELATIVE_NOISE_FLOOR = 1e-6
 # Noise variance of a constant feature, scikit-learn FactorAnalysis's SMALL.
 CONSTANT_FEATURE_NOISE = 1e-12
+# A start whose noise is below this fraction of a feature's variance says the
+# feature is (nearly) a combination of the others.
+DEGENERATE_UNIQUENESS = 1e-4
+# EM (SQUAREM) cycles before quasi-Newton steps join: well-conditioned fits
+# converge within them at O(d^2 k) a cycle.
+SQUAREM_FIRST = 5
+# Quasi-Newton steps on the noise cost a full eigendecomposition, O(d^3), against
+# an EM step's O(d^2 k): beyond this many features EM (SQUAREM) works alone.
+QUASI_NEWTON_MAX_FEATURES = 500
 # Rows that fix the shift the statistics are summed about (see _moment_sums).
 SHIFT_ROWS = 1000
 
@@ -53,7 +64,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     One pass over the data gives the weighted mean and scatter matrix; after
     it each EM iteration costs O(n_features^2 n_components), whatever the
     number of samples. Iterations are accelerated by SQUAREM, with a fall
-    back to plain EM steps, so the log-likelihood never decreases.
+    back to plain EM steps, so the log-likelihood never decreases. Where EM
+    crawls (noise variances near zero: Heywood cases), factor analysis
+    switches to quasi-Newton steps on the noise with the loadings profiled
+    out, as R's ``factanal``, each kept only if it raises the likelihood.
 
     It accepts the parameters and gives the attributes of scikit-learn's
     :class:`~sklearn.decomposition.FactorAnalysis`, except ``copy`` (the data
@@ -77,7 +91,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     max_iter : int, default=1000
         Maximum number of iterations. One iteration is one SQUAREM cycle:
-        three EM steps, or two when the extrapolation is rejected.
+        three EM steps, or two when the extrapolation is rejected; for factor
+        analysis with at most 500 features, iterations after the fifth are
+        one L-BFGS-B run (of at most ``max_iter`` steps) on the noise.
 
     noise_variance_init : array-like of shape (n_features,), default=None
         Initial noise variances (their mean with ``noise="isotropic"``); the
@@ -123,19 +139,20 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Weighted mean of the training data.
 
     loglike_ : list of float
-        Total log-likelihood of the training data at each iteration, under
-        the parameters before that iteration's update.
+        Total (weighted) log-likelihood of the training data after each
+        iteration; the last one is that of the returned parameters,
+        ``score_samples(X) @ sample_weight``.
 
     lower_bound_ : float
-        Mean log-likelihood per sample of the training data at the last
-        iteration.
+        Mean log-likelihood per sample of the training data under the
+        returned parameters (the log-likelihood is exact, not a bound).
 
     lower_bounds_ : list of float
-        Mean log-likelihood per sample at each iteration (``loglike_``
+        Mean log-likelihood per sample after each iteration (``loglike_``
         divided by the total sample weight); it never decreases.
 
     n_iter_ : int
-        Number of iterations (SQUAREM cycles) run.
+        Number of iterations (SQUAREM cycles or quasi-Newton runs) run.
 
     converged_ : bool
         Whether the gain fell below ``tol``.
@@ -167,6 +184,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
       Psychometrika 47, 1982.
     - M. E. Tipping and C. M. Bishop, "Probabilistic principal component
       analysis", JRSS B 61, 1999.
+    - K. G. Joreskog, "Some contributions to maximum likelihood factor
+      analysis", Psychometrika 32, 1967 (the profile likelihood).
     - R. Varadhan and C. Roland, "Simple and globally convergent methods for
       accelerating the convergence of any EM algorithm", Scand. J. Stat. 35,
       2008.
@@ -231,12 +250,22 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------ fitting
     def _finalize(self, moments):
-        self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
+        del self._n_m_steps
         self.components_ = _canonical_orientation(
             self.components_, self.noise_variance_
         )
         if self.rotation is not None:
             self.components_ = _orthogonal_rotation(self.components_, self.rotation)
+        # Each E-step scores the parameters before its M-step: shift the
+        # history by one and score the returned parameters, so that every
+        # entry, and the last one above all, describes parameters reached.
+        final = _posterior_statistics(
+            self.components_, self.noise_variance_, moments.scatter
+        )[2]
+        if self.lower_bounds_:
+            self.lower_bounds_ = [*self.lower_bounds_[1:], final]
+        self.lower_bound_ = final
+        self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
         self._warn_heywood(self._noise_bounds(moments.scatter)[0])
 
     def _noise_bounds(self, scatter):
@@ -272,7 +301,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "check for features that are (nearly) combinations of others, or "
                 "use noise='isotropic'.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=6,  # the caller of fit
             )
 
     def _n_components(self, n_features):
@@ -298,15 +327,27 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 )
 
     def _prepare(self, X, sample_weight):
+        self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
         # One pass over the data; EM then needs only these moments.
-        shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
-        total_weight, first, second = self._sum_over_chunks(
-            partial(_moment_sums, shift=shift),
-            X,
-            sample_weight,
-            row_bytes=2 * 8 * X.shape[1],
-        )
-        mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
+        # Sums that overflow are caught below, with a clearer message.
+        with np.errstate(over="ignore", invalid="ignore"):
+            shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
+            total_weight, first, second = self._sum_over_chunks(
+                partial(_moment_sums, shift=shift),
+                X,
+                sample_weight,
+                row_bytes=2 * 8 * X.shape[1],
+            )
+            mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
+        if not (np.isfinite(total_weight) and np.all(np.isfinite(scatter))):
+            raise ValueError(
+                "EMFactorAnalysis: the weighted sums of squares of the data "
+                "overflow float64 (data up to "
+                f"{np.abs(X).max():.3g}, total sample weight {total_weight:.3g}). "
+                "Scale the data, e.g. with sklearn.preprocessing.StandardScaler, "
+                "and keep sample weights to a moderate range (their scale does "
+                "not matter)."
+            )
         return _Moments(total_weight, mean, scatter)
 
     def _initialize(self, moments, random_state):
@@ -319,6 +360,25 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         elif self.noise == "diagonal":
             noise = _smc_noise_variance(moments.scatter, n_components)
             noise = np.maximum(noise, floor)
+            variance = np.diag(moments.scatter)
+            if np.any(noise < DEGENERATE_UNIQUENESS * variance) and (
+                self._quasi_newton(moments.scatter)
+            ):
+                # A feature (every one when n_samples <= n_features) is
+                # nearly a combination of the others: the SMC start sits at
+                # the floor. The probabilistic PCA start may lead higher;
+                # keep whichever of the two maximises the likelihood.
+                ppca = _principal_start(
+                    moments.scatter, n_components, None, "lapack", 0, None, floor
+                )[1]
+                ends = [
+                    self._maximize_noise(moments.scatter, n_components, start)
+                    for start in (noise, ppca)
+                ]
+                noise = max(
+                    ends,
+                    key=lambda end: _profile(end, moments.scatter, n_components)[0],
+                )
         else:
             noise = None  # the probabilistic PCA solution itself
         self.mean_ = moments.mean
@@ -332,21 +392,38 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             floor,
         )
 
+    def _quasi_newton(self, scatter):
+        return self.noise == "diagonal" and len(scatter) <= QUASI_NEWTON_MAX_FEATURES
+
+    def _maximize_noise(self, scatter, n_components, noise_variance):
+        lower, upper = self._noise_bounds(scatter)
+        return _maximize_profile(
+            noise_variance, scatter, n_components, lower, upper, self.tol, self.max_iter
+        )
+
     def _e_step(self, moments):
         ezz, beta_scatter, mean_log_likelihood = _posterior_statistics(
             self.components_, self.noise_variance_, moments.scatter
         )
-        return (moments, ezz, beta_scatter), mean_log_likelihood
+        return (moments, ezz, beta_scatter, mean_log_likelihood), mean_log_likelihood
 
     def _m_step(self, statistics):
-        """One SQUAREM cycle, started from the E-step statistics at theta0.
+        """A SQUAREM cycle of EM, or a quasi-Newton step on the noise and EM.
 
-        Two EM steps theta0 -> theta1 -> theta2 are extrapolated to theta';
+        After ``SQUAREM_FIRST`` cycles without convergence, factor analysis
+        maximises the likelihood over the noise with the loadings profiled out
+        (L-BFGS-B, as R's ``factanal``): EM alone crawls where noise variances
+        approach zero (Heywood cases). The result, the best loadings for the
+        new noise, is the update if it raises the likelihood (the step is then
+        an ECME-like step that maximises the likelihood itself).
+
+        Otherwise (and for probabilistic PCA) one SQUAREM cycle from theta0
+        extrapolates two EM steps theta0 -> theta1 -> theta2 to theta';
         theta' is kept, followed by an EM step, only if its log-likelihood is
         at least theta1's; otherwise theta2 is the update. Either way the
-        log-likelihood is at least theta1's, so it never decreases.
+        log-likelihood never decreases.
         """
-        moments, ezz, beta_scatter = statistics
+        moments, ezz, beta_scatter, log_likelihood0 = statistics
         scatter = moments.scatter
         lower, upper = self._noise_bounds(scatter)
         maximize = partial(
@@ -355,6 +432,19 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             isotropic=self.noise == "isotropic",
             floor=lower,
         )
+        self.mean_ = moments.mean
+        self._n_m_steps += 1
+        if self._n_m_steps > SQUAREM_FIRST and self._quasi_newton(scatter):
+            n_components = self.components_.shape[0]
+            noise = self._maximize_noise(scatter, n_components, self.noise_variance_)
+            components = _profile(noise, scatter, n_components)[2]
+            *posterior, log_likelihood = _posterior_statistics(
+                components, noise, scatter
+            )
+            # Kept only if better, by the very function the next E-step uses.
+            if log_likelihood > log_likelihood0:
+                self.components_, self.noise_variance_ = components, noise
+                return
 
         theta0 = (self.components_, self.noise_variance_)
         theta1 = maximize(ezz, beta_scatter)
@@ -366,7 +456,6 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             update = maximize(*posterior)
         else:
             update = theta2
-        self.mean_ = moments.mean
         self.components_, self.noise_variance_ = update
 
     def _get_parameters(self):

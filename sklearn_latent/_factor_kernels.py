@@ -12,7 +12,7 @@ Woodbury's identity give log det C and C^-1 without factorising any
 """
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, optimize
 from sklearn.utils.extmath import randomized_svd, svd_flip
 
 LOG_2PI = np.log(2 * np.pi)
@@ -135,14 +135,19 @@ def _squarem_extrapolate(theta0, theta1, theta2, noise_lower, noise_upper):
     a = -|r| / |v|, never shorter than the plain double step (a = -1, which
     gives theta2). Each theta is (components, noise_variance); noise variances
     are extrapolated in log space and clipped to [noise_lower, noise_upper].
+    Loadings are measured in units of sqrt(noise_upper) (the features' standard
+    deviations), so that the step, like EM, does not depend on the units of
+    the features.
 
     Returns
     -------
     components : ndarray of shape (n_components, n_features)
     noise_variance : ndarray of shape (n_features,)
     """
+    unit = np.sqrt(noise_upper)
     t0, t1, t2 = (
-        np.concatenate([w.ravel(), np.log(psi)]) for w, psi in (theta0, theta1, theta2)
+        np.concatenate([(w / unit).ravel(), np.log(psi)])
+        for w, psi in (theta0, theta1, theta2)
     )
     r = t1 - t0
     v = t2 - t1 - r
@@ -151,25 +156,150 @@ def _squarem_extrapolate(theta0, theta1, theta2, noise_lower, noise_upper):
     t = t0 - 2 * alpha * r + alpha**2 * v
     shape = theta0[0].shape
     log_noise = np.clip(t[np.prod(shape) :], np.log(noise_lower), np.log(noise_upper))
-    return t[: np.prod(shape)].reshape(shape), np.exp(log_noise)
+    return t[: np.prod(shape)].reshape(shape) * unit, np.exp(log_noise)
+
+
+def _profile(noise_variance, scatter, n_components):
+    """The best loadings for fixed noise, and the log-likelihood they give.
+
+    With S* = diag(psi)^-1/2 S diag(psi)^-1/2 and its top eigenpairs
+    (lambda_i, u_i), the loadings that maximise the likelihood for the noise
+    psi are W = diag(max(lambda - 1, 0))^1/2 U^T diag(psi)^1/2 (Joreskog 1967;
+    R's ``factanal``), and the mean log-likelihood they reach is
+
+        -1/2 [d log 2 pi + sum log psi + tr S* + sum_i (log m_i + 1 - m_i)]
+
+    with m_i = max(lambda_i, 1). Its gradient with respect to log psi_j is
+    -1/2 [1 + sum_i u_ij^2 (m_i - 1) - S*_jj]. One symmetric eigensolve,
+    O(n_features^3).
+
+    Parameters
+    ----------
+    noise_variance : ndarray of shape (n_features,)
+    scatter : ndarray of shape (n_features, n_features)
+    n_components : int
+
+    Returns
+    -------
+    mean_log_likelihood : float
+    gradient : ndarray of shape (n_features,)
+        With respect to log psi.
+    components : ndarray of shape (n_components, n_features)
+    """
+    n_features = len(noise_variance)
+    root = np.sqrt(noise_variance)
+    scaled = scatter / np.outer(root, root)
+    if n_components:
+        values, vectors = np.linalg.eigh(scaled)
+        values = values[n_features - n_components :]
+        vectors = vectors[:, n_features - n_components :]
+    else:
+        values, vectors = np.zeros(0), np.zeros((n_features, 0))
+    excess = np.maximum(values, 1.0) - 1.0
+    log_likelihood = -0.5 * (
+        n_features * LOG_2PI
+        + np.sum(np.log(noise_variance))
+        + np.trace(scaled)
+        + np.sum(np.log1p(excess) - excess)
+    )
+    gradient = -0.5 * (1.0 + vectors**2 @ excess - np.diag(scaled))
+    components = (np.sqrt(excess)[:, np.newaxis] * vectors.T * root)[::-1]
+    return log_likelihood, gradient, components
+
+
+def _maximize_profile(
+    noise_variance, scatter, n_components, lower, upper, tol, max_iter
+):
+    """Maximise the profile log-likelihood of :func:`_profile` over the noise.
+
+    L-BFGS-B on the uniquenesses psi_j / scale_j within [lower, upper], as R's
+    ``factanal``: unlike log psi, this parametrisation keeps a finite gradient
+    at a Heywood boundary, so the bound becomes active instead of being
+    approached ever more slowly. It stops when an iteration gains less than
+    ``tol`` (mean log-likelihood per sample) or after ``max_iter`` iterations.
+
+    Parameters
+    ----------
+    noise_variance : ndarray of shape (n_features,)
+        The start.
+    scatter : ndarray of shape (n_features, n_features)
+    n_components : int
+    lower, upper : ndarray of shape (n_features,)
+        Bounds of the noise variances; ``upper`` is also the scale.
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    noise_variance : ndarray of shape (n_features,)
+    """
+
+    def negative(uniqueness):
+        noise = np.clip(uniqueness * upper, lower, upper)
+        log_likelihood, gradient, _ = _profile(noise, scatter, n_components)
+        return -log_likelihood, -gradient / uniqueness
+
+    start = np.clip(noise_variance, lower, upper) / upper
+    value = _profile(start * upper, scatter, n_components)[0]
+    result = optimize.minimize(
+        negative,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=optimize.Bounds(lower / upper, 1.0),
+        # L-BFGS-B's ftol is relative to |f|; tol is absolute.
+        options={"ftol": tol / max(abs(value), 1.0), "gtol": tol, "maxiter": max_iter},
+    )
+    return np.clip(result.x * upper, lower, upper)
+
+
+def _whitened_rows(X, mean, noise_variance):
+    """(x - mean) diag(psi)^-1/2 / s per row, and the scale s (n_samples,).
+
+    s is 1 for ordinary rows; a row whose squares would overflow is first
+    divided by its largest entry (or the mean's), so that it stays finite.
+    """
+    root = np.sqrt(noise_variance)
+    scale = np.ones(len(X))
+    with np.errstate(over="ignore", invalid="ignore"):
+        centered = (X - mean) / root
+        far = ~np.isfinite(np.einsum("ij,ij->i", centered, centered))
+    if np.any(far):
+        scale[far] = np.maximum(np.abs(X[far]).max(axis=1), np.abs(mean).max())
+        rows = scale[far, np.newaxis]
+        centered[far] = (X[far] / rows - mean / rows) / root
+    return centered, scale
 
 
 def _log_likelihood_samples(X, mean, components, noise_variance):
-    """Log p(x) of each row of X (n_samples, n_features); shape (n_samples,)."""
+    """Log p(x) of each row of X (n_samples, n_features); shape (n_samples,).
+
+    A row so far from the mean that its Mahalanobis distance overflows gets
+    -inf, never NaN.
+    """
     whitened, chol = _noise_whitened(components, noise_variance)
-    centered = (X - mean) / np.sqrt(noise_variance)
+    centered, scale = _whitened_rows(X, mean, noise_variance)
     projected = linalg.solve_triangular(chol, whitened @ centered.T, lower=True)
     # (x - mean)^T C^-1 (x - mean) by Woodbury, in the noise-whitened space.
     mahalanobis = np.sum(centered**2, axis=1) - np.sum(projected**2, axis=0)
+    with np.errstate(over="ignore"):
+        mahalanobis *= scale**2
     log_det = _log_det_covariance(noise_variance, chol)
     return -0.5 * (X.shape[1] * LOG_2PI + log_det + mahalanobis)
 
 
 def _posterior_mean(X, mean, components, noise_variance):
-    """E[z | x] = M^-1 W diag(psi)^-1 (x - mean), shape (n_samples, n_components)."""
+    """E[z | x] = M^-1 W diag(psi)^-1 (x - mean), shape (n_samples, n_components).
+
+    Rows too large for the intermediate products are rescaled, so that a
+    finite row gives finite factors, or +-inf where they exceed the float
+    range, never NaN.
+    """
     whitened, chol = _noise_whitened(components, noise_variance)
-    centered = (X - mean) / np.sqrt(noise_variance)
-    return linalg.cho_solve((chol, True), whitened @ centered.T).T
+    centered, scale = _whitened_rows(X, mean, noise_variance)
+    factors = linalg.cho_solve((chol, True), whitened @ centered.T).T
+    with np.errstate(over="ignore"):
+        return factors * scale[:, np.newaxis]
 
 
 def _covariance(components, noise_variance):

@@ -5,8 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
-from scipy import stats
+from scipy import linalg, optimize, stats
+from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.decomposition import FactorAnalysis
 from sklearn.decomposition._factor_analysis import _ortho_rotation
@@ -30,6 +33,7 @@ from sklearn_latent._factor_kernels import (
     _posterior_statistics,
     _precision,
     _principal_start,
+    _profile,
     _smc_noise_variance,
     _squarem_extrapolate,
 )
@@ -60,9 +64,9 @@ def quiet_fit(estimator, X, **kwargs):
         return estimator.fit(X, **kwargs)
 
 
-def is_monotone(values):
+def is_monotone(values, atol=0.0):
     values = np.asarray(values)
-    return np.all(np.diff(values) >= -1e-10 * np.abs(values[1:]))
+    return np.all(np.diff(values) >= -1e-10 * np.abs(values[1:]) - atol)
 
 
 # ------------------------------------------------------------------ kernels
@@ -469,7 +473,6 @@ def test_pickle_warm_start_and_defaults():
     fa = EMFactorAnalysis(3).fit(X)
     restored = pickle.loads(pickle.dumps(fa))
     assert_allclose(restored.transform(X), fa.transform(X))
-    assert not hasattr(restored, "_moments")
 
     warm = EMFactorAnalysis(3, warm_start=True).fit(X)
     warm.fit(X)
@@ -482,3 +485,216 @@ def test_pickle_warm_start_and_defaults():
     assert_allclose(lapack.score(X), fa.score(X), rtol=1e-7)
     single = EMFactorAnalysis(3).fit(X.astype(np.float32))
     assert_allclose(single.score(X), fa.score(X), rtol=1e-5)
+
+
+def model_selection_data(n_samples=300, n_features=15, rank=3, seed=42):
+    """scikit-learn's PPCA/FA model selection example, smaller."""
+    rng = np.random.RandomState(seed)
+    U, _, _ = linalg.svd(rng.randn(n_features, n_features))
+    X = rng.randn(n_samples, rank) @ U[:, :rank].T
+    homoscedastic = X + rng.randn(n_samples, n_features)
+    heteroscedastic = X + rng.randn(n_samples, n_features) * (
+        rng.rand(n_features) + 0.5
+    )
+    return homoscedastic, heteroscedastic
+
+
+# -------------------------------------------------- profile likelihood
+def test_profile_is_the_likelihood_at_its_loadings_and_its_gradient():
+    X, _ = fa_data(400)
+    scatter = np.cov(X, rowvar=False, bias=True)
+    noise = np.random.RandomState(0).uniform(0.3, 3.0, size=12)
+    for k in [0, 2, 5, 12]:
+        value, gradient, W = _profile(noise, scatter, k)
+        assert_allclose(value, _posterior_statistics(W, noise, scatter)[2])
+        expected = optimize.approx_fprime(
+            np.log(noise), lambda x, k=k: _profile(np.exp(x), scatter, k)[0], 1e-7
+        )
+        assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
+        # No other loadings do better for this noise.
+        rng = np.random.RandomState(k)
+        for _ in range(3 if k else 0):
+            other = W + 0.05 * rng.normal(size=W.shape)
+            assert _posterior_statistics(other, noise, scatter)[2] < value
+
+
+# ------------------------------------------ the history of the returned fit
+@pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
+@pytest.mark.parametrize(
+    "X, n_components",
+    [
+        (fa_data(800)[0], 3),
+        (load_wine().data, 2),
+        (load_digits().data[:500], 8),
+        (model_selection_data()[1], 15),
+    ],
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_last_loglike_is_the_score_of_the_returned_parameters(
+    X, n_components, noise, weighted
+):
+    weight = np.random.RandomState(0).uniform(0, 3, len(X)) if weighted else None
+    fa = quiet_fit(EMFactorAnalysis(n_components, noise=noise), X, sample_weight=weight)
+    samples = fa.score_samples(X)
+    total = samples.sum() if weight is None else samples @ weight
+    assert_allclose(fa.loglike_[-1], total, rtol=1e-7)
+    assert_allclose(
+        fa.lower_bound_ * (len(X) if weight is None else weight.sum()), total
+    )
+    assert is_monotone(fa.lower_bounds_)
+
+
+# ----------------------------------------------------------- Heywood cases
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("n_components", [0, 3, 6, 9, 12, 15])
+def test_heywood_cases_score_at_least_scikit_learn(which, n_components):
+    X = model_selection_data()[which]
+    reference = FactorAnalysis(n_components).fit(X).score(X)
+    ours = quiet_fit(EMFactorAnalysis(n_components), X)
+    assert ours.converged_
+    assert ours.score(X) >= reference - 1e-7
+
+
+def test_heywood_case_converges_at_a_tight_tolerance():
+    # Factors beyond the rank: plain EM needed thousands of iterations here.
+    X = model_selection_data(400, 20, 3)[1]
+    fa = quiet_fit(EMFactorAnalysis(12, tol=1e-10, max_iter=300), X)
+    assert fa.converged_
+    loose = quiet_fit(EMFactorAnalysis(12), X)
+    assert fa.score(X) >= loose.score(X) - 1e-10
+
+
+def test_fewer_samples_than_features_scores_at_least_scikit_learn():
+    X = np.random.RandomState(0).randn(20, 50)
+    reference = FactorAnalysis(3).fit(X).score(X)
+    ours = quiet_fit(EMFactorAnalysis(3), X)
+    assert ours.score(X) >= reference
+    assert np.all(np.isfinite(ours.score_samples(X)))
+
+
+# ------------------------------------------------------------- far inputs
+def test_far_points_score_minus_infinity_and_transform_without_nan():
+    X, _ = fa_data(300)
+    fa = EMFactorAnalysis(3).fit(X)
+    far = np.vstack([np.full(12, 1e155), np.full(12, -1e300), np.full(12, 1.7e308)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings either
+        scores = fa.score_samples(far)
+        Z = fa.transform(far)
+    assert np.all(scores == -np.inf)
+    # Far, but not overflowing: the same as scipy's density.
+    near = np.full((1, 12), 1e10)
+    expected = stats.multivariate_normal(fa.mean_, fa.get_covariance()).logpdf(near)
+    assert_allclose(fa.score_samples(near), expected, rtol=1e-6)
+    assert not np.any(np.isnan(Z))
+    # Far rows keep their direction: E[z | x] is linear in x - mean.
+    direction = fa.transform(fa.mean_ + np.ones((1, 12))) - fa.transform(fa.mean_[None])
+    assert_allclose(Z[0] / 1e155, direction[0], rtol=1e-6)
+    assert_allclose(Z[2] / 1.7e308, direction[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["data", "weights"])
+def test_overflowing_data_or_weights_raise_a_clear_error(case):
+    X, _ = fa_data(200)
+    weight = np.full(len(X), 1e306) if case == "weights" else None
+    if case == "data":
+        X = X * 1e200
+    with pytest.raises(ValueError, match="StandardScaler"):
+        EMFactorAnalysis(3).fit(X, sample_weight=weight)
+
+
+# ------------------------------------------------------ precision and scale
+def test_float32_offset_and_constant_columns():
+    X, _ = fa_data(2000)
+    fa = EMFactorAnalysis(3).fit(X)
+    single = EMFactorAnalysis(3).fit(X.astype(np.float32))
+    # float32 input: rounding the data itself moves the score by ~1e-7.
+    assert_allclose(single.score(X), fa.score(X), rtol=1e-6)
+    assert_allclose(single.get_covariance(), fa.get_covariance(), rtol=1e-4, atol=1e-5)
+    # A large offset changes nothing but the mean.
+    shifted = EMFactorAnalysis(3).fit(X + 1e6)
+    assert_allclose(shifted.score(X + 1e6), fa.score(X), rtol=1e-8)
+    assert_allclose(shifted.mean_, fa.mean_ + 1e6)
+    # A constant column is explained without noise and scores finitely.
+    with_constant = np.column_stack([X, np.full(len(X), 5.0)])
+    with pytest.warns(UserWarning, match="Heywood"):
+        constant = EMFactorAnalysis(3).fit(with_constant)
+    assert constant.noise_variance_[-1] == fa_module.CONSTANT_FEATURE_NOISE
+    assert np.all(np.isfinite(constant.score_samples(with_constant)))
+    assert_allclose(constant.components_[:, -1], 0, atol=1e-5)
+
+
+# ------------------------------------------------------- property tests
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(1e-3, 1e3),
+    sign=st.sampled_from([-1.0, 1.0]),
+    offset=st.floats(-1e3, 1e3),
+    noise=st.sampled_from(["diagonal", "isotropic"]),
+)
+def test_affine_equivariance(seed, scale, sign, offset, noise):
+    # x -> a x + b: the maximum log-likelihood shifts by exactly -d log|a| per
+    # sample, the model moves with the data and E[z|x] does not change.
+    X, _ = fa_data(200, n_features=6, n_components=2, seed=seed % 1000)
+    a = sign * scale
+    fa = quiet_fit(EMFactorAnalysis(2, noise=noise, tol=1e-10), X)
+    moved = quiet_fit(EMFactorAnalysis(2, noise=noise, tol=1e-10), a * X + offset)
+    assert_allclose(moved.lower_bound_, fa.lower_bound_ - 6 * np.log(abs(a)), atol=1e-8)
+    # Near a Heywood case the likelihood is so flat that two fits stopping
+    # within tol of each other can differ in the parameters by ~sqrt(tol):
+    # compare the moved fit with the first one moved by hand.
+    assert_allclose(
+        moved.mean_, a * fa.mean_ + offset, rtol=1e-9, atol=1e-9 * abs(offset)
+    )
+    by_hand = clone(moved).set_params(warm_start=True)
+    quiet_fit(by_hand, a * X + offset)
+    by_hand.mean_ = a * fa.mean_ + offset
+    by_hand.components_ = a * fa.components_
+    by_hand.noise_variance_ = a**2 * fa.noise_variance_
+    assert_allclose(
+        by_hand.score_samples(a * X + offset),
+        fa.score_samples(X) - 6 * np.log(abs(a)),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    Z, Z_moved = fa.transform(X), by_hand.transform(a * X + offset)
+    assert_allclose(Z_moved, Z, rtol=1e-7, atol=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_samples=st.integers(5, 120),
+    n_features=st.integers(2, 15),
+    data=st.data(),
+)
+def test_never_decreases_and_ends_at_the_returned_score(
+    seed, n_samples, n_features, data
+):
+    # Random shapes (n_samples <= n_features included), scales, weights and
+    # constant columns: the history never decreases and its last entry is the
+    # weighted log-likelihood of the returned parameters.
+    n_components = data.draw(st.integers(0, n_features), label="n_components")
+    noise = data.draw(st.sampled_from(["diagonal", "isotropic"]), label="noise")
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 3)) @ rng.normal(size=(3, n_features))
+    X += rng.normal(size=X.shape) * rng.lognormal(0, 1, size=n_features)
+    if data.draw(st.booleans(), label="constant column"):
+        X[:, 0] = 7.0
+    weight = rng.randint(1, 4, size=n_samples) if seed % 2 else None
+    fa = quiet_fit(
+        EMFactorAnalysis(n_components, noise=noise, tol=1e-8, max_iter=300),
+        X,
+        sample_weight=weight,
+    )
+    # A noise variance at its floor makes tr(C^-1 S) terms up to 1/floor times
+    # the data's scale: the log-likelihood is exact only to about
+    # n_features * eps / floor (a constant column's noise is below even that
+    # floor, but its scatter row is zero).
+    rounding = n_features * np.finfo(float).eps / fa_module.RELATIVE_NOISE_FLOOR
+    assert is_monotone(fa.lower_bounds_, atol=rounding)
+    samples = fa.score_samples(X)
+    total = samples.sum() if weight is None else samples @ weight
+    assert np.all(np.isfinite(samples))
+    assert_allclose(fa.loglike_[-1], total, rtol=1e-7)
