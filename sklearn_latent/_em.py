@@ -382,7 +382,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
 def check_scale(X):
     """Refuse data whose squares, summed over the data, overflow float64."""
-    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    # Two reductions, no |X| copy: this runs on every fit.
+    largest = max(float(np.max(X)), -float(np.min(X))) if X.size else 0.0
     if largest * np.sqrt(X.size) >= np.sqrt(np.finfo(np.float64).max):
         raise ValueError(
             f"X has values as large as {largest:.3g}: their squares summed over "

@@ -436,6 +436,7 @@ class Model:
         delta = (means - shift)[np.newaxis] - self.refs[:, np.newaxis]
         self.lin = np.stack([cov.times(P, dk) for dk in delta])
         self.A2 = -0.5 * cov.second_coef(P, K)
+        self.coef = np.hstack([self.A2, self.lin[0]])  # the fast path's, (K, p + d)
         self.const = (
             -0.5 * np.einsum("rkd,rkd->rk", self.lin, delta)
             + cov.log_det(U, d)
@@ -444,49 +445,47 @@ class Model:
         )
 
 
-def rows_about_references(X, shift, refs):
-    """A chunk about its references, grouped by reference.
+def chunk_features(cov, X, shift, refs):
+    """A chunk's features [second(y); y] about its references, grouped by reference.
 
-    (n, d) rows -> Y (d, n) in a new column order, ``order`` (n,) that maps
-    the new columns to the rows, and the column slices of each reference.
-    With one reference the order is the identity.
+    (n, d) rows -> F (p + d, n) with y = x - shift - ref in the last d rows,
+    in a new column order; ``order`` (n,) maps the new columns to the rows
+    (None: the identity, with one reference); and the column slices of each
+    reference. One buffer, so that one matrix product covers both parts on
+    the fast path.
     """
-    # Samples as columns, in a C-ordered buffer: the second-order products
-    # then read contiguous rows (a plain X.T - shift would be F-ordered).
-    Y = np.empty((X.shape[1], X.shape[0]))
+    n_samples, n_features = X.shape
+    p = cov.n_second(n_features)
+    F = np.empty((p + n_features, n_samples))
+    Y = F[p:]
+    # Samples as columns, C-ordered: the second-order products then read
+    # contiguous rows (a plain X.T - shift would be F-ordered).
     np.subtract(X.T, shift[:, np.newaxis], out=Y)
-    if len(refs) == 1:
-        if np.any(refs[0]):
-            Y -= refs[0][:, np.newaxis]
-        return Y, None, [slice(0, Y.shape[1])]
-    # The nearest reference in Euclidean distance: any near one keeps y small.
-    nearest = np.argmax(refs @ Y - 0.5 * np.sum(refs**2, axis=1)[:, np.newaxis], axis=0)
-    order = np.argsort(nearest, kind="stable")
-    Y = Y[:, order]
-    Y -= refs.T[:, nearest[order]]
-    ends = np.cumsum(np.bincount(nearest, minlength=len(refs)))
-    return (
-        Y,
-        order,
-        [slice(a, b) for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)],
-    )
+    order, groups = None, [slice(0, n_samples)]
+    if len(refs) > 1:
+        # The nearest reference in Euclidean distance: any near one keeps y small.
+        nearest = np.argmax(refs @ Y - 0.5 * np.sum(refs**2, axis=1)[:, None], axis=0)
+        order = np.argsort(nearest, kind="stable")
+        Y[:] = Y[:, order] - refs.T[:, nearest[order]]
+        ends = np.cumsum(np.bincount(nearest, minlength=len(refs)))
+        groups = [slice(a, b) for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)]
+    elif np.any(refs[0]):
+        Y -= refs[0][:, np.newaxis]
+    cov.second(Y, F[:p])
+    return F, order, groups
 
 
-def second_features(cov, Y):
-    """(d, n) -> (p, n) second-order features of the columns of Y."""
-    out = np.empty((cov.n_second(len(Y)), Y.shape[1]))
-    cov.second(Y, out)
-    return out
-
-
-def log_prob(model, Y, groups, F2):
-    """log(weight_k N(x | mu_k, Sigma_k)) of every column: (K, n).
+def log_prob(model, F, groups):
+    """log(weight_k N(x | mu_k, Sigma_k)) of every column of F: (K, n).
 
     For the tied model the component-free -1/2 y^T P y is left out.
     """
-    out = model.A2 @ F2
+    if len(groups) == 1:
+        return model.coef @ F + model.const[0][:, np.newaxis]
+    p = model.A2.shape[1]
+    out = model.A2 @ F[:p]
     for r, cols in enumerate(groups):
-        out[:, cols] += model.lin[r] @ Y[:, cols] + model.const[r][:, np.newaxis]
+        out[:, cols] += model.lin[r] @ F[p:, cols] + model.const[r][:, np.newaxis]
     return out
 
 
@@ -504,15 +503,18 @@ def log_normalize(weighted_log_prob):
     return resp, np.log(total) + col_max
 
 
-def resp_statistics(Y, groups, F2, resp):
-    """Sums of a chunk for weighted responsibilities ``resp`` (K, n).
+def resp_statistics(F, groups, resp, p):
+    """Sums of a chunk's features for weighted responsibilities ``resp`` (K, n).
 
     Returns counts (R, K), first (R, K, d) and second (K, p) about the
     references; see :meth:`Covariance.centred_scatter`.
     """
+    if len(groups) == 1:
+        sums = resp @ F.T
+        return resp.sum(axis=1)[np.newaxis], sums[np.newaxis, :, p:], sums[:, :p]
     counts = np.stack([resp[:, cols].sum(axis=1) for cols in groups])
-    first = np.stack([resp[:, cols] @ Y[:, cols].T for cols in groups])
-    return counts, first, resp @ F2.T
+    first = np.stack([resp[:, cols] @ F[p:, cols].T for cols in groups])
+    return counts, first, resp @ F[:p].T
 
 
 @dataclass(frozen=True)

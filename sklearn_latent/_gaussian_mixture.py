@@ -12,7 +12,7 @@ from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
-from ._em import BaseEM, check_scale
+from ._em import MAX_CHUNK_ROWS, BaseEM, check_scale
 from ._utils import (
     Interval,
     StrOptions,
@@ -280,16 +280,17 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
         # Rows are taken about the weighted data mean (see _gaussian_kernels).
         shift = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
-        radius = extent = 0.0
-        scatter = None
-        for rows in gen_batches(len(X), get_chunk_n_rows(16 * X.shape[1])):
-            extent = max(extent, float(np.max(np.abs(X[rows]))))
+        radius, scatter = 0.0, None
+        chunk_rows = get_chunk_n_rows(16 * X.shape[1], max_n_rows=MAX_CHUNK_ROWS)
+        for rows in gen_batches(len(X), chunk_rows):
             Y = np.subtract(X[rows], shift, dtype=np.float64)
             radius = max(radius, float(np.sqrt(np.max(np.einsum("ij,ij->i", Y, Y)))))
             if self.covariance_type == "tied":
                 # The tied fast path needs sum w y y^T, which no iteration changes.
                 wY = Y if sample_weight is None else Y * sample_weight[rows, None]
                 scatter = Y.T @ wY if scatter is None else scatter + Y.T @ wY
+        # A bound on the largest |x|, for the rounding level of collapse.
+        extent = float(np.max(np.abs(shift))) + radius
         return _Data(X, sample_weight, shift, total_weight, radius, extent, scatter)
 
     @property
@@ -567,7 +568,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         # Rows about the mixture's mean, or about their nearest component's.
         shift = weights @ means
         models = {}
-        for rows in gen_batches(X.shape[0], get_chunk_n_rows(self._row_bytes(X))):
+        chunk_rows = get_chunk_n_rows(self._row_bytes(X), max_n_rows=MAX_CHUNK_ROWS)
+        for rows in gen_batches(X.shape[0], chunk_rows):
             with np.errstate(over="ignore", invalid="ignore"):
                 Xc = X[rows]
                 radius = float(np.sqrt(np.max(np.sum((Xc - shift) ** 2, axis=1))))
@@ -575,10 +577,11 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 if nearest not in models:
                     models[nearest] = gk.Model(cov, weights, means, U, shift, nearest)
                 model = models[nearest]
-                Y, order, groups = gk.rows_about_references(Xc, shift, model.refs)
-                log_prob = gk.log_prob(model, Y, groups, gk.second_features(cov, Y))
+                F, order, groups = gk.chunk_features(cov, Xc, shift, model.refs)
+                log_prob = gk.log_prob(model, F, groups)
                 if cov is gk.Tied:
-                    log_prob -= 0.5 * cov.squared_norm(U, Y)
+                    log_prob -= 0.5 * cov.squared_norm(U, F)
+                del F  # before the next chunk's features exist
                 log_prob[np.isnan(log_prob)] = -np.inf
             if order is not None:
                 log_prob[:, order] = log_prob.copy()
@@ -705,7 +708,7 @@ class _Data(NamedTuple):
     shift: np.ndarray  # (d,) weighted data mean, float64: rows are about it
     total_weight: float
     radius: float  # the largest distance of a row from the shift
-    extent: float  # the largest |x|
+    extent: float  # a bound on the largest |x|
     scatter: np.ndarray | None  # (d, d) sum w y y^T about the shift; tied only
 
 
@@ -727,19 +730,20 @@ def _chunk_statistics(X, weight, resp=None, *, cov, shift, model=None, refs=None
     contribute w x x^T about the origin, as scikit-learn's tied start).
     """
     refs = model.refs if refs is None else refs
-    Y, order, groups = gk.rows_about_references(X, shift, refs)
-    F2 = gk.second_features(cov, Y)
+    F, order, groups = gk.chunk_features(cov, X, shift, refs)
+    p = cov.n_second(X.shape[1])
+    Y = F[p:]
     if weight is not None and order is not None:
         weight = weight[order]
     if resp is None:
-        resp, log_norm = gk.log_normalize(gk.log_prob(model, Y, groups, F2))
+        resp, log_norm = gk.log_normalize(gk.log_prob(model, F, groups))
         log_likelihood = log_norm.sum() if weight is None else log_norm @ weight
     else:
         resp = (resp if order is None else resp[order]).T.astype(np.float64)
         log_likelihood = 0.0
     if weight is not None:
         resp *= weight
-    counts, first, second = gk.resp_statistics(Y, groups, F2, resp)
+    counts, first, second = gk.resp_statistics(F, groups, resp, p)
     rows_scatter = 0.0
     if cov is gk.Tied and (len(refs) > 1 or model is None):
         rho = resp.sum(axis=0)
