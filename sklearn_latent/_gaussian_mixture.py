@@ -1,8 +1,8 @@
 """EMGaussianMixture: a faster drop-in for scikit-learn's GaussianMixture."""
 
+from dataclasses import dataclass
 from functools import partial
 from numbers import Integral, Real
-from typing import NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
@@ -280,18 +280,40 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
         # Rows are taken about the weighted data mean (see _gaussian_kernels).
         shift = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
-        radius, scatter = 0.0, None
-        chunk_rows = get_chunk_n_rows(16 * X.shape[1], max_n_rows=MAX_CHUNK_ROWS)
-        for rows in gen_batches(len(X), chunk_rows):
-            Y = np.subtract(X[rows], shift, dtype=np.float64)
-            radius = max(radius, float(np.sqrt(np.max(np.einsum("ij,ij->i", Y, Y)))))
-            if self.covariance_type == "tied":
-                # The tied fast path needs sum w y y^T, which no iteration changes.
+        # The corner of the data's bounding box bounds every row's distance
+        # from the shift; the exact distance costs a pass over the data and is
+        # taken only if this bound does not show the fast path safe.
+        corner = np.maximum(np.max(X, axis=0) - shift, shift - np.min(X, axis=0))
+        radius = float(np.linalg.norm(corner))
+        scatter = None
+        if self.covariance_type == "tied":
+            # The tied fast path needs sum w y y^T, which no iteration changes.
+            scatter = 0.0
+            for rows in gen_batches(len(X), self._summary_chunk_rows(X)):
+                Y = np.subtract(X[rows], shift, dtype=np.float64)
                 wY = Y if sample_weight is None else Y * sample_weight[rows, None]
-                scatter = Y.T @ wY if scatter is None else scatter + Y.T @ wY
-        # A bound on the largest |x|, for the rounding level of collapse.
-        extent = float(np.max(np.abs(shift))) + radius
-        return _Data(X, sample_weight, shift, total_weight, radius, extent, scatter)
+                scatter = scatter + Y.T @ wY
+        return _Data(X, sample_weight, shift, total_weight, radius, False, scatter)
+
+    @staticmethod
+    def _summary_chunk_rows(X):
+        return get_chunk_n_rows(16 * X.shape[1], max_n_rows=MAX_CHUNK_ROWS)
+
+    def _needs_nearest_reference(self, data, U, means):
+        """The E-step's choice of references (see gk.needs_nearest_reference)."""
+        nearest = gk.needs_nearest_reference(
+            self._cov, U, means, data.shift, data.radius
+        )
+        if nearest and not data.exact_radius:
+            radius = 0.0
+            for rows in gen_batches(len(data.X), self._summary_chunk_rows(data.X)):
+                Y = np.subtract(data.X[rows], data.shift, dtype=np.float64)
+                radius = max(radius, float(np.max(np.einsum("ij,ij->i", Y, Y))))
+            data.radius, data.exact_radius = float(np.sqrt(radius)), True
+            nearest = gk.needs_nearest_reference(
+                self._cov, U, means, data.shift, data.radius
+            )
+        return nearest
 
     @property
     def _cov(self):
@@ -394,9 +416,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _e_step(self, data):
         weights, means, U = self._float64_parameters()
-        nearest = gk.needs_nearest_reference(
-            self._cov, U, means, data.shift, data.radius
-        )
+        nearest = self._needs_nearest_reference(data, U, means)
         model = gk.Model(self._cov, weights, means, U, data.shift, nearest)
         counts, first, second, log_likelihood, rows_scatter = self._sum_over_chunks(
             partial(_chunk_statistics, cov=self._cov, shift=data.shift, model=model),
@@ -700,16 +720,22 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return tags
 
 
-class _Data(NamedTuple):
+@dataclass
+class _Data:
     """The training data and what EM precomputes from it once."""
 
     X: np.ndarray
     sample_weight: np.ndarray | None  # scaled to mean one
     shift: np.ndarray  # (d,) weighted data mean, float64: rows are about it
     total_weight: float
-    radius: float  # the largest distance of a row from the shift
-    extent: float  # a bound on the largest |x|
+    radius: float  # a bound on the largest distance of a row from the shift
+    exact_radius: bool  # whether it is that distance itself
     scatter: np.ndarray | None  # (d, d) sum w y y^T about the shift; tied only
+
+    @property
+    def extent(self):
+        """A bound on the largest |x|, for the rounding level of collapse."""
+        return float(np.max(np.abs(self.shift))) + self.radius
 
 
 def _first_sums(X, weight, resp, *, shift):
