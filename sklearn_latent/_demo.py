@@ -61,8 +61,15 @@ FULL = Settings(
     n_digits=None,
     gmm_grid=(1, 2, 4, 8, 16, 32),
     fa_components=20,
-    # Held-out ELBO peaks around 300 epochs; the training ELBO still rises.
-    vae_params=dict(n_components=8, hidden_layer_sizes=(128, 128), max_iter=300),
+    # Held-out ELBO peaks around 300 epochs at learning rate 1e-3; the
+    # training ELBO still rises. The default 3e-3 fits the training digits
+    # better but generalises worse here (held-out ELBO -71.9 against -66.8).
+    vae_params=dict(
+        n_components=8,
+        hidden_layer_sizes=(128, 128),
+        learning_rate_init=1e-3,
+        max_iter=300,
+    ),
     iwae_samples=1000,
 )
 QUICK = Settings(
