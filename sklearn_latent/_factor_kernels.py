@@ -55,6 +55,26 @@ def _mean_and_scatter(total_weight, first, second, shift):
     return shift + offset, second / total_weight - np.outer(offset, offset)
 
 
+# ---------------------------------------------- solves with zero factors too
+# SciPy before 1.11 or so refuses the empty systems of a model with no factors
+# (n_components=0), which are well defined: their solutions are empty.
+def _cho_solve(chol, b):
+    """C^-1 b for the lower Cholesky factor of C."""
+    return linalg.cho_solve((chol, True), b) if len(chol) else np.zeros_like(b)
+
+
+def _solve_positive(a, b):
+    """a^-1 b for a symmetric positive-definite a."""
+    return linalg.solve(a, b, assume_a="pos") if len(a) else np.zeros_like(b)
+
+
+def _solve_lower(chol, b):
+    """L^-1 b for a lower-triangular L."""
+    if not len(chol):
+        return np.zeros_like(b)
+    return linalg.lapack.dtrtrs(chol, b, lower=1)[0]
+
+
 # -------------------------------------------------------------- the model
 def _noise_whitened(components, noise_variance):
     """A = W diag(psi)^-1/2, shape (n_components, n_features), and the lower
@@ -62,6 +82,8 @@ def _noise_whitened(components, noise_variance):
     whitened = components / np.sqrt(noise_variance)
     gram = whitened @ whitened.T
     gram.flat[:: len(gram) + 1] += 1.0
+    if not len(gram):  # no factors: old SciPy's LAPACK aborts on an empty matrix
+        return whitened, gram
     return whitened, linalg.cholesky(gram, lower=True)
 
 
@@ -88,9 +110,9 @@ def _posterior_statistics(components, noise_variance, scatter):
     n_components, n_features = components.shape
     whitened, chol = _noise_whitened(components, noise_variance)
     scaled = whitened / np.sqrt(noise_variance)  # W diag(psi)^-1
-    beta_scatter = linalg.cho_solve((chol, True), scaled @ scatter)
-    beta = linalg.cho_solve((chol, True), scaled)
-    ezz = linalg.cho_solve((chol, True), np.eye(n_components))
+    beta_scatter = _cho_solve(chol, scaled @ scatter)
+    beta = _cho_solve(chol, scaled)
+    ezz = _cho_solve(chol, np.eye(n_components))
     ezz += beta_scatter @ beta.T
     # tr(C^-1 S) = tr(diag(psi)^-1 S) - tr(beta S diag(psi)^-1 W^T)  (Woodbury)
     trace = np.sum(np.diag(scatter) / noise_variance) - np.sum(beta_scatter * scaled)
@@ -120,7 +142,7 @@ def _maximize(ezz, beta_scatter, scatter_diagonal, isotropic, floor):
     components : ndarray of shape (n_components, n_features)
     noise_variance : ndarray of shape (n_features,)
     """
-    components = linalg.solve(ezz, beta_scatter, assume_a="pos")
+    components = _solve_positive(ezz, beta_scatter)
     noise_variance = scatter_diagonal - np.sum(components * beta_scatter, axis=0)
     if isotropic:
         noise_variance = np.full_like(noise_variance, noise_variance.mean())
@@ -279,7 +301,7 @@ def _log_likelihood_samples(X, mean, components, noise_variance):
     """
     whitened, chol = _noise_whitened(components, noise_variance)
     centered, scale = _whitened_rows(X, mean, noise_variance)
-    projected = linalg.solve_triangular(chol, whitened @ centered.T, lower=True)
+    projected = _solve_lower(chol, whitened @ centered.T)
     # (x - mean)^T C^-1 (x - mean) by Woodbury, in the noise-whitened space.
     mahalanobis = np.sum(centered**2, axis=1) - np.sum(projected**2, axis=0)
     with np.errstate(over="ignore"):
@@ -297,7 +319,7 @@ def _posterior_mean(X, mean, components, noise_variance):
     """
     whitened, chol = _noise_whitened(components, noise_variance)
     centered, scale = _whitened_rows(X, mean, noise_variance)
-    factors = linalg.cho_solve((chol, True), whitened @ centered.T).T
+    factors = _cho_solve(chol, whitened @ centered.T).T
     with np.errstate(over="ignore"):
         return factors * scale[:, np.newaxis]
 
@@ -317,7 +339,7 @@ def _precision(components, noise_variance):
     factorised.
     """
     whitened, chol = _noise_whitened(components, noise_variance)
-    projected = linalg.solve_triangular(chol, whitened, lower=True)
+    projected = _solve_lower(chol, whitened)
     precision = -(projected.T @ projected)
     precision.flat[:: len(precision) + 1] += 1.0
     inverse_root = 1.0 / np.sqrt(noise_variance)
@@ -427,6 +449,8 @@ def _canonical_orientation(components, noise_variance):
     -------
     components : ndarray of shape (n_components, n_features)
     """
+    if not len(components):  # no factors (old SciPy refuses the empty SVD)
+        return components
     root = np.sqrt(noise_variance)
     _, values, vectors_t = linalg.svd(components / root, full_matrices=False)
     _, vectors_t = svd_flip(None, vectors_t, u_based_decision=False)
