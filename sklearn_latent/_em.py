@@ -132,28 +132,39 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         with restored_on_error(self):
             return self._fit(X, sample_weight)
 
-    def _fit(self, X, sample_weight):
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
+    def _validated(self, X, sample_weight, *, reset, hint, ensure_min_samples=1):
+        """X and sample_weight checked for a fit: ``reset`` starts a new model,
+        else the fitted one continues (``hint`` then says why other features
+        are refused)."""
         try:
             X = validate_data(
                 self,
                 X,
                 dtype=[np.float64, np.float32],
-                ensure_min_samples=2,
-                reset=do_init,
+                ensure_min_samples=ensure_min_samples,
+                reset=reset,
             )
         except ValueError as error:
-            if do_init or "features" not in str(error):
+            if reset or "features" not in str(error):
                 raise
-            raise ValueError(
-                f"{error} warm_start=True continues from the fitted model; set "
-                "warm_start=False to fit data with other features."
-            ) from error
-        if not do_init:
+            raise ValueError(f"{error} {hint}") from error
+        if not reset:
             self._check_warm_start()
         check_scale(X)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
+        return X, sample_weight
+
+    def _fit(self, X, sample_weight):
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        X, sample_weight = self._validated(
+            X,
+            sample_weight,
+            reset=do_init,
+            hint="warm_start=True continues from the fitted model; set "
+            "warm_start=False to fit data with other features.",
+            ensure_min_samples=2,
+        )
         self._check_parameters(X, sample_weight)
         data = self._prepare(X, sample_weight)
 

@@ -12,12 +12,11 @@ from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
-from ._em import MAX_CHUNK_ROWS, BaseEM, check_scale
+from ._em import MAX_CHUNK_ROWS, BaseEM
 from ._utils import (
     Interval,
     StrOptions,
     _fit_context,
-    check_sample_weight,
     get_chunk_n_rows,
     restored_on_error,
 )
@@ -483,20 +482,13 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _partial_fit(self, X, sample_weight):
         first = not hasattr(self, "converged_")
-        try:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first)
-        except ValueError as error:
-            if first or "features" not in str(error):
-                raise
-            raise ValueError(
-                f"{error} partial_fit continues the fitted model: every batch "
-                "must have the features of the first."
-            ) from error
-        if not first:
-            self._check_warm_start()
-        check_scale(X)
-        if sample_weight is not None:
-            sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
+        X, sample_weight = self._validated(
+            X,
+            sample_weight,
+            reset=first,
+            hint="partial_fit continues the fitted model: every batch must have "
+            "the features of the first.",
+        )
         if first:
             self._check_parameters(X, sample_weight)
             data = self._prepare(X, sample_weight)
