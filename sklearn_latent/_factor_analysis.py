@@ -6,6 +6,7 @@ from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
+import scipy
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -44,6 +45,11 @@ SQUAREM_FIRST = 5
 # Quasi-Newton steps on the noise cost a full eigendecomposition, O(d^3), against
 # an EM step's O(d^2 k): beyond this many features EM (SQUAREM) works alone.
 QUASI_NEWTON_MAX_FEATURES = 500
+# On the oldest supported stack (numpy 1.23, SciPy 1.9, with SciPy's Fortran
+# L-BFGS-B) the quasi-Newton steps crashed the process now and then in the
+# test suite; the cause is not pinned down. There, fits use SQUAREM alone:
+# the same optimum, more slowly near Heywood boundaries.
+QUASI_NEWTON_SCIPY = tuple(map(int, scipy.__version__.split(".")[:2])) >= (1, 15)
 # Rows that fix the shift the statistics are summed about (see _moment_sums).
 SHIFT_ROWS = 1000
 
@@ -393,7 +399,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         )
 
     def _quasi_newton(self, scatter):
-        return self.noise == "diagonal" and len(scatter) <= QUASI_NEWTON_MAX_FEATURES
+        return (
+            QUASI_NEWTON_SCIPY
+            and self.noise == "diagonal"
+            and len(scatter) <= QUASI_NEWTON_MAX_FEATURES
+        )
 
     def _maximize_noise(self, scatter, n_components, noise_variance):
         lower, upper = self._noise_bounds(scatter)
