@@ -319,7 +319,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return gk.COVARIANCES[self.covariance_type]
 
     def _row_bytes(self, X):
-        """Bytes of float64 temporaries per row of a chunk: y twice, features,
+        """Bytes of float64 temporaries per row of a chunk: the features
+        [second(y); y], two more copies of y (regrouping by reference), and
         (K, n) twice."""
         n_features = X.shape[1]
         n_columns = self._cov.n_second(n_features) + 3 * n_features
