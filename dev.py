@@ -87,7 +87,8 @@ def install_full(pip):
     # `pip install torch` would pull a multi-GB CUDA build on Linux).
     if run(*pip, TORCH) != 0 and run(*pip, TORCH, "--index-url", CPU_WHEELS) != 0:
         sys.exit(f"could not install {TORCH}; set SKLEARN_LATENT_TORCH to another spec")
-    if run(*pip, "-e", ".[demo,test]") != 0:
+    # dask-ml: the tests check that its Incremental wrapper drives partial_fit.
+    if run(*pip, "-e", ".[demo,test,dask]", "dask-ml") != 0:
         sys.exit("could not install sklearn-latent into .venv")
 
 

@@ -29,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._dask import check_dask_array, check_dask_weight, is_dask_array, map_rows
 from ._utils import (
     Interval,
     _fit_context,
@@ -136,20 +137,31 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """X and sample_weight checked for a fit: ``reset`` starts a new model,
         else the fitted one continues (``hint`` then says why other features
         are refused)."""
+        on_dask = is_dask_array(X)
         try:
-            X = validate_data(
-                self,
-                X,
-                dtype=[np.float64, np.float32],
-                ensure_min_samples=ensure_min_samples,
-                reset=reset,
-            )
+            if on_dask:
+                X = check_dask_array(
+                    self, X, reset=reset, ensure_min_samples=ensure_min_samples
+                )
+            else:
+                X = validate_data(
+                    self,
+                    X,
+                    dtype=[np.float64, np.float32],
+                    ensure_min_samples=ensure_min_samples,
+                    reset=reset,
+                )
         except ValueError as error:
             if reset or "features" not in str(error):
                 raise
             raise ValueError(f"{error} {hint}") from error
         if not reset:
             self._check_warm_start()
+        if on_dask:
+            # Values, scale and weights are checked in the model's first pass.
+            if sample_weight is not None:
+                sample_weight = check_dask_weight(sample_weight, X)
+            return X, sample_weight
         check_scale(X)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
@@ -181,10 +193,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             params = self._get_parameters()
             for n_iter in range(1, self.max_iter + 1):
                 previous = lower_bound
-                statistics, lower_bound = self._e_step(data)
-                if not np.isfinite(lower_bound):
-                    raise ValueError(self._not_finite_message())
-                self._m_step(statistics)
+                lower_bound = self._iterate(data)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - previous
                 self._verbose_iter_end(n_iter, change)
@@ -217,6 +226,15 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.lower_bounds_ = best_lower_bounds
         self._finalize(data)
         return self
+
+    def _iterate(self, data):
+        """One EM iteration: E-step, then M-step; returns the mean
+        log-likelihood under the parameters the E-step saw."""
+        statistics, lower_bound = self._e_step(data)
+        if not np.isfinite(lower_bound):
+            raise ValueError(self._not_finite_message())
+        self._m_step(statistics)
+        return lower_bound
 
     # Parameters that fix the shapes of the fitted model: warm_start cannot
     # carry a model over a change of any of them.
@@ -270,22 +288,32 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return tuple(total)
 
     # ------------------------------------------------------ public methods
+    def _map_rows(self, method, X, n_columns=None, dtype=None):
+        """``method(X)`` on validated rows; for a dask X, a lazy dask array of
+        ``method`` over its row blocks (shape (n_samples,) where ``n_columns``
+        is None, else (n_samples, n_columns); ``dtype`` defaults to X's)."""
+        check_is_fitted(self)
+        if is_dask_array(X):
+            X = check_dask_array(self, X, reset=False)
+            return map_rows(method, X, n_columns, dtype or X.dtype)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return method(X)
+
     def score_samples(self, X):
         """Log-likelihood log p(x) of each sample under the fitted model.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask array of shape (n_samples, n_features)
             Samples.
 
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
-            Log-likelihood of each sample.
+            Log-likelihood of each sample; for a dask X, a lazy dask array
+            chunked like X's rows.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return self._score_samples(X)
+        return self._map_rows(self._score_samples, X)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample of ``X``; higher is better.
@@ -391,10 +419,18 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 )
 
 
-def check_scale(X):
-    """Refuse data whose squares, summed over the data, overflow float64."""
+def check_scale(X, minimum=None, maximum=None):
+    """Refuse data whose squares, summed over the data, overflow float64.
+
+    ``minimum`` and ``maximum`` of X, where known, save the two reductions.
+    """
     # Two reductions, no |X| copy: this runs on every fit.
-    largest = max(float(np.max(X)), -float(np.min(X))) if X.size else 0.0
+    if X.size:
+        minimum = np.min(X) if minimum is None else minimum
+        maximum = np.max(X) if maximum is None else maximum
+        largest = max(float(np.max(maximum)), -float(np.min(minimum)))
+    else:
+        largest = 0.0
     if largest * np.sqrt(X.size) >= np.sqrt(np.finfo(np.float64).max):
         raise ValueError(
             f"X has values as large as {largest:.3g}: their squares summed over "

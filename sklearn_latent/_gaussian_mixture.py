@@ -12,7 +12,14 @@ from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
-from ._em import MAX_CHUNK_ROWS, BaseEM
+from ._dask import (
+    checked_block,
+    is_dask_array,
+    sample_rows,
+    sum_over_blocks,
+    summarise,
+)
+from ._em import MAX_CHUNK_ROWS, BaseEM, check_scale
 from ._utils import (
     Interval,
     StrOptions,
@@ -128,13 +135,24 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         change of the log-likelihood.
     verbose_interval : int, default=10
         Iterations between two prints.
+    learning_method : {'batch', 'online'}, default='batch'
+        How :meth:`fit` iterates. 'batch': each iteration is an E-step over
+        all rows and one M-step (exact EM; the log-likelihood never
+        decreases). 'online': each iteration is a pass of stepwise EM over
+        mini-batches of ``batch_size`` rows in their order, one M-step per
+        batch, as :meth:`partial_fit`; on large data a pass or two comes
+        close to batch EM's optimum at the cost of about one batch
+        iteration. Shuffle sorted data first.
+    batch_size : int, default=1024
+        Rows per mini-batch of ``learning_method='online'``.
     learning_offset : float, default=10.0
-        Online EM (:meth:`partial_fit`): the step size of batch t is
-        (learning_offset + t) ** -learning_decay; a larger offset
-        down-weights the first batches.
+        Online EM (:meth:`partial_fit`, ``learning_method='online'``): the
+        step size of batch t is (learning_offset + t) ** -learning_decay; a
+        larger offset down-weights the first batches.
     learning_decay : float, default=0.7
         Online EM: the forgetting rate, in (0.5, 1] for convergence (Cappé
-        and Moulines, 2009).
+        and Moulines, 2009). Each batch's statistics are taken per unit
+        weight, so no ``total_samples`` is needed.
 
     Attributes
     ----------
@@ -151,7 +169,12 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     converged_ : bool
         Whether the best fit converged.
     n_iter_ : int
-        Iterations of the best fit.
+        Iterations of the best fit (passes over the data with
+        ``learning_method='online'``; batches for :meth:`partial_fit`).
+    n_batch_iter_ : int
+        Online EM steps (mini-batches) since the model was initialised; 0
+        after a batch fit, whose statistics a later :meth:`partial_fit`
+        blends new batches into.
     lower_bound_ : float
         Mean log-likelihood per sample of the best fit at its last E-step.
     lower_bounds_ : list of float
@@ -193,6 +216,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
+        "learning_method": [StrOptions({"batch", "online"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_offset": [Interval(Real, 1.0, None, closed="left")],
         "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
     }
@@ -216,6 +241,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_method="batch",
+        batch_size=1024,
         learning_offset=10.0,
         learning_decay=0.7,
     ):
@@ -233,13 +260,15 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_method = learning_method
+        self.batch_size = batch_size
         self.learning_offset = learning_offset
         self.learning_decay = learning_decay
 
     # ------------------------------------------------------------ EM hooks
     def _check_parameters(self, X, sample_weight):
         n_samples, n_features = X.shape
-        if sample_weight is not None:
+        if sample_weight is not None and not is_dask_array(sample_weight):
             n_samples = np.count_nonzero(sample_weight)
         if n_samples < self.n_components:
             raise ValueError(
@@ -264,6 +293,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _prepare(self, X, sample_weight):
         self._fit_dtype = X.dtype  # for the float32 hint of the errors
+        if is_dask_array(X):
+            return self._summarise_dask(X, sample_weight)
         if sample_weight is not None:
             # Weights are relative: scaled to mean one, tiny or huge totals
             # behave as unit weights (reg_covar and the 10 eps of empty
@@ -293,6 +324,18 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 wY = Y if sample_weight is None else Y * sample_weight[rows, None]
                 scatter = scatter + Y.T @ wY
         return _Data(X, sample_weight, shift, total_weight, radius, False, scatter)
+
+    def _summarise_dask(self, X, sample_weight):
+        """The summary of a dask X: one pass, which also checks its values."""
+        summary = summarise(X, sample_weight)
+        check_scale(X, summary.minimum, summary.maximum)
+        if sample_weight is not None:
+            sample_weight = sample_weight * (summary.n_samples / summary.total_weight)
+        shift = summary.mean
+        corner = np.maximum(summary.maximum - shift, shift - summary.minimum)
+        radius = float(np.linalg.norm(corner))
+        n_samples = float(summary.n_samples)
+        return _Data(X, sample_weight, shift, n_samples, radius, False, None)
 
     @staticmethod
     def _summary_chunk_rows(X):
@@ -327,6 +370,14 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return 8 * (n_columns + 2 * self.n_components)
 
     def _initialize(self, data, random_state):
+        # A new run of EM: online EM's running statistics start afresh.
+        self._running_statistics, self.n_batch_iter_ = None, 0
+        if is_dask_array(data.X):
+            # Started from a uniform sample of the rows: a start needs no
+            # more, and drawing it costs one pass that returns only it.
+            n_rows = max(INIT_SAMPLE_ROWS, 50 * self.n_components)
+            X, w = sample_rows(data.X, data.sample_weight, n_rows, random_state)
+            data = self._summarise(checked_block(X), w)
         X, sample_weight = data.X, data.sample_weight
         weights = means = covariances = None
         if (
@@ -415,6 +466,11 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
 
     def _e_step(self, data):
+        if is_dask_array(data.X):
+            statistics = sum_over_blocks(
+                _block_statistics, data.X, data.sample_weight, self
+            )
+            return statistics, statistics.log_likelihood / data.total_weight
         weights, means, U = self._float64_parameters()
         nearest = self._needs_nearest_reference(data, U, means)
         model = gk.Model(self._cov, weights, means, U, data.shift, nearest)
@@ -490,32 +546,57 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             hint="partial_fit continues the fitted model: every batch must have "
             "the features of the first.",
         )
+        if is_dask_array(X):
+            raise TypeError(
+                "partial_fit takes one batch in memory; pass the blocks of a "
+                "dask array one by one (X.blocks[i].compute()), or fit it."
+            )
         if first:
             self._check_parameters(X, sample_weight)
             data = self._prepare(X, sample_weight)
             self._initialize(data, check_random_state(self.random_state))
-            self.lower_bounds_, self.n_batch_iter_ = [], 0
-        statistics = self._expected_statistics(X, sample_weight)
-        if not np.isfinite(statistics.log_likelihood):
-            raise ValueError(self._not_finite_message())
-        statistics = statistics * (1.0 / statistics.total_weight)
-        running = getattr(self, "_running_statistics", None)
-        if running is not None:
-            rho = (self.learning_offset + self.n_batch_iter_) ** -self.learning_decay
-            statistics = running * (1.0 - rho) + statistics * rho
+            self.lower_bounds_ = []
         self._fit_dtype = X.dtype
-        self._m_step(statistics)
+        self._stepwise_step(X, sample_weight)
         self._finalize(None)
-        self._running_statistics = statistics
-        self.n_batch_iter_ = getattr(self, "n_batch_iter_", 0) + 1
         self.n_iter_ = self.n_batch_iter_
-        self.lower_bound_ = statistics.log_likelihood
-        self.lower_bounds_ = [*getattr(self, "lower_bounds_", []), self.lower_bound_]
+        self.lower_bound_ = self._running_statistics.log_likelihood
+        self.lower_bounds_ = [*self.lower_bounds_, self.lower_bound_]
         self.converged_ = False
         self._structure = self._structure_parameters()
         return self
 
+    def _stepwise_step(self, X, sample_weight):
+        """One step of online EM on a batch of validated rows; returns the
+        batch's weighted log-likelihood sum under the parameters before it."""
+        statistics = self._expected_statistics(X, sample_weight)
+        log_likelihood = statistics.log_likelihood
+        if not np.isfinite(log_likelihood):
+            raise ValueError(self._not_finite_message())
+        statistics = statistics * (1.0 / statistics.total_weight)
+        if self._running_statistics is not None:
+            rho = (self.learning_offset + self.n_batch_iter_) ** -self.learning_decay
+            statistics = self._running_statistics * (1.0 - rho) + statistics * rho
+        self._m_step(statistics)
+        self.n_batch_iter_ += 1
+        return log_likelihood
+
+    def _iterate(self, data):
+        if self.learning_method == "batch":
+            return super()._iterate(data)
+        # A pass of online EM over mini-batches (a dask X: block by block).
+        log_likelihood = 0.0
+        for X, sample_weight in _blocks_in_memory(data.X, data.sample_weight):
+            for rows in gen_batches(len(X), self.batch_size):
+                weight = None if sample_weight is None else sample_weight[rows]
+                if weight is None or np.any(weight):
+                    log_likelihood += self._stepwise_step(X[rows], weight)
+        return log_likelihood / data.total_weight
+
     def _m_step(self, statistics):
+        # Kept per unit weight: online EM (partial_fit) blends batches into
+        # them, after a batch fit too.
+        self._running_statistics = statistics * (1.0 / statistics.total_weight)
         nk, self.means_, self.covariances_ = self._parameters_from_statistics(
             statistics
         )
@@ -549,16 +630,21 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             self.means_,
             self.covariances_,
             self.precisions_cholesky_,
+            self._running_statistics,
+            self.n_batch_iter_,
         )
 
     def _set_parameters(self, params):
-        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = (
-            params
-        )
+        (
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+            self._running_statistics,
+            self.n_batch_iter_,
+        ) = params
 
     def _finalize(self, data):
-        # A batch fit starts online EM afresh: its statistics are not kept.
-        self._running_statistics = None
         # Computed in float64; returned in the dtype of the data, as scikit-learn.
         for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
             setattr(self, name, np.asarray(getattr(self, name), dtype=self._fit_dtype))
@@ -623,8 +709,9 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         labels : ndarray of shape (n_samples,)
             Component labels.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self._map_rows(self._predict, X, dtype=np.intp)
+
+    def _predict(self, X):
         labels = np.empty(X.shape[0], dtype=np.intp)
         for rows, log_prob in self._log_prob_chunks(X):
             labels[rows] = np.argmax(log_prob, axis=1)
@@ -643,16 +730,13 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         resp : ndarray of shape (n_samples, n_components)
             Responsibilities; each row sums to one.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self._map_rows(self._predict_proba, X, self.n_components)
+
+    def _predict_proba(self, X):
         # A row so far away that no log-density is finite has no defined
         # posterior: NaN, as scikit-learn's, without a warning.
         with np.errstate(invalid="ignore"):
-            return self._map_chunks(
-                X,
-                lambda log_prob: gk.log_normalize(log_prob.T)[0].T,
-                (self.n_components,),
-            )
+            return self._map_chunks(X, _normalized, (self.n_components,))
 
     def transform(self, X):
         """The posterior p(z | x): responsibilities, as :meth:`predict_proba`.
@@ -729,6 +813,35 @@ class _Data:
     def extent(self):
         """A bound on the largest |x|, for the rounding level of collapse."""
         return float(np.max(np.abs(self.shift))) + self.radius
+
+
+# Rows of a dask X that its initialisation is drawn from (at least 50 per
+# component).
+INIT_SAMPLE_ROWS = 10_000
+
+
+def _block_statistics(X, sample_weight, model):
+    """A dask block's E-step statistics under ``model``'s parameters."""
+    return model._expected_statistics(X, sample_weight)
+
+
+def _blocks_in_memory(X, sample_weight):
+    """(rows, weights) in memory: X itself, or a dask X's blocks in turn."""
+    if not is_dask_array(X):
+        yield X, sample_weight
+        return
+    import dask
+
+    weights = [None] * X.numblocks[0]
+    if sample_weight is not None:
+        weights = sample_weight.to_delayed().ravel()
+    for block, weight in zip(X.to_delayed().ravel(), weights):
+        block, weight = dask.compute(block, weight)
+        yield checked_block(block), weight
+
+
+def _normalized(log_prob):
+    return gk.log_normalize(log_prob.T)[0].T
 
 
 def _first_sums(X, weight, resp, *, shift):

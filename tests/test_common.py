@@ -1,6 +1,7 @@
 """scikit-learn's estimator checks over every public estimator of the package."""
 
 import copy
+import dataclasses
 import importlib.util
 import inspect
 import warnings
@@ -51,6 +52,8 @@ def _fitted_state(estimator):
 def _assert_same_state(before, after):
     assert set(before) == set(after)
     for name, value in before.items():
+        if dataclasses.is_dataclass(value):  # e.g. running statistics
+            value, after[name] = vars(value), vars(after[name])
         if isinstance(value, dict):
             for key in value:
                 np.testing.assert_array_equal(value[key], after[name][key])
