@@ -139,3 +139,46 @@ def test_partial_fit_over_dask_blocks_with_incremental():
         [[-5.0, 5.0, 0.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]],
         atol=0.15,
     )
+
+
+def test_vae_scores_and_encodes_dask_arrays_lazily():
+    # In this process (the synchronous scheduler): worker processes would
+    # each spend seconds importing torch, and the estimator pickles anyway.
+    pytest.importorskip("torch")
+    import dask
+
+    from sklearn_latent import VAEEstimator
+
+    X, _ = three_clusters(600)
+    vae = VAEEstimator(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with pytest.warns(Warning):  # not converged in 3 epochs
+        vae.fit(X)
+    X_dask = da.from_array(X, chunks=250)
+    with dask.config.set(scheduler="sync"):
+        check_lazy_rows(vae, X, X_dask)
+
+
+def check_lazy_rows(vae, X, X_dask):
+    for method, expected in [
+        (vae.transform, vae.transform(X)),
+        (vae.score_samples, vae.score_samples(X)),
+        (lambda Z: vae.log_likelihood(Z, n_draws=20), vae.log_likelihood(X, 20)),
+    ]:
+        lazy = method(X_dask)
+        assert isinstance(lazy, da.Array) and lazy.chunks[0] == X_dask.chunks[0]
+        assert_allclose(lazy.compute(), expected, rtol=1e-12)
+    assert_allclose(vae.score(X_dask), vae.score(X), rtol=1e-12)
+
+
+def test_vae_partial_fit_over_dask_blocks_with_incremental():
+    pytest.importorskip("torch")
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    from sklearn_latent import VAEEstimator
+
+    X, _ = three_clusters(1000)
+    X_dask = da.from_array(X, chunks=250)
+    model = wrappers.Incremental(
+        VAEEstimator(hidden_layer_sizes=(8,), random_state=0)
+    ).fit(X_dask)
+    assert model.estimator_.n_iter_ == 4
+    assert np.isfinite(model.estimator_.score(X_dask))

@@ -6,6 +6,7 @@ import math
 import threading
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,10 +23,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._dask import check_dask_array, is_dask_array, map_rows
 from .._utils import Interval, Options, StrOptions, _fit_context, restored_on_error
 from ._losses import elbo_terms, iwae
 from ._modules import ACTIVATIONS, VAE
-from ._training import train
+from ._training import run_epoch, train
 
 # Noise draws averaged by score_samples: enough to make the per-row ELBO
 # estimate smooth, few enough to stay cheap.
@@ -283,31 +285,40 @@ class VAEEstimator(
         with restored_on_error(self):
             return self._fit(X)
 
-    def _fit(self, X):
-        warm = self.warm_start and hasattr(self, "module_")
-        X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
-        architecture = (
-            X.shape[1],
+    def _architecture(self, n_features):
+        return (
+            n_features,
             self.n_components,
             _hidden_layer_sizes(self.hidden_layer_sizes),
             self.activation,
             self.likelihood,
         )
+
+    def _training_copies(self, architecture, why):
+        """Copies of the fitted module and Adam to train on: a failed fit
+        leaves ``module_`` and ``optimizer_`` as they were (restored_on_error
+        puts attributes back by reference, but training mutates in place)."""
+        if self.module_.architecture() != architecture:
+            raise ValueError(
+                f"{why} continues training the fitted networks, so "
+                "n_components, hidden_layer_sizes, activation and likelihood "
+                "must stay as they were; set warm_start=False and call fit to "
+                "start afresh."
+            )
+        return copy.deepcopy((self.module_, self.optimizer_))
+
+    def _fit(self, X):
+        warm = self.warm_start and hasattr(self, "module_")
+        X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
+        architecture = self._architecture(X.shape[1])
         rng = _random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = (
             int(s) for s in rng.randint(_SEED_MAX, size=4)
         )
         if warm:
-            if self.module_.architecture() != architecture:
-                raise ValueError(
-                    "warm_start=True continues training the fitted networks, so "
-                    "n_components, hidden_layer_sizes, activation and likelihood "
-                    "must stay as they were; set warm_start=False to start afresh."
-                )
-            # Train copies: a failed warm fit leaves module_ and optimizer_
-            # as they were (restored_on_error puts attributes back by
-            # reference, but training mutates them in place).
-            module, optimizer = copy.deepcopy((self.module_, self.optimizer_))
+            module, optimizer = self._training_copies(
+                architecture, "warm_start=True"
+            )
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate_init
         else:
@@ -321,25 +332,13 @@ class VAEEstimator(
             X, X_val = train_test_split(
                 X, test_size=self.validation_fraction, random_state=split_seed
             )
-        variance = X.var(axis=0, dtype=np.float64)
-        scale = variance.mean() if variance.mean() > 0 else 1.0
-        if module.likelihood == "gaussian":
-            floor = RELATIVE_NOISE_FLOOR * np.where(variance > 0, variance, scale)
-            floor = np.maximum(floor, CONSTANT_FEATURE_NOISE)
-            module.set_variance_floor(torch.tensor(floor, dtype=torch.float32))
-        if optimizer is None:
-            # Noise starts no smaller than the data's scale: a sharper start
-            # for a (nearly) constant feature would meet the random decoder's
-            # first errors with huge gradients.
-            module.start_from(
-                torch.tensor(X.mean(axis=0, dtype=np.float64), dtype=torch.float32),
-                torch.tensor(np.maximum(variance, scale), dtype=torch.float32),
-            )
-            module = module.to(self.device_)
-            optimizer = torch.optim.Adam(
-                module.parameters(), lr=self.learning_rate_init
-            )
-        batch_size = min(200, len(X)) if self.batch_size == "auto" else self.batch_size
+        module, optimizer = self._started(
+            module,
+            optimizer,
+            X.mean(axis=0, dtype=np.float64),
+            X.var(axis=0, dtype=np.float64),
+        )
+        batch_size = self._batch_size(len(X))
         with _torch_threads(self.n_threads):
             history = train(
                 module,
@@ -375,6 +374,113 @@ class VAEEstimator(
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        return self
+
+    def _started(self, module, optimizer, mean, variance):
+        """The module with its noise floor set from the data's ``variance``;
+        a new one (``optimizer`` None) also starts from the data's mean and
+        variance, on the device, with a new Adam."""
+        scale = variance.mean() if variance.mean() > 0 else 1.0
+        if module.likelihood == "gaussian":
+            floor = RELATIVE_NOISE_FLOOR * np.where(variance > 0, variance, scale)
+            floor = np.maximum(floor, CONSTANT_FEATURE_NOISE)
+            module.set_variance_floor(torch.tensor(floor, dtype=torch.float32))
+        if optimizer is None:
+            # Noise starts no smaller than the data's scale: a sharper start
+            # for a (nearly) constant feature would meet the random decoder's
+            # first errors with huge gradients.
+            module.start_from(
+                torch.tensor(mean, dtype=torch.float32),
+                torch.tensor(np.maximum(variance, scale), dtype=torch.float32),
+            )
+            module = module.to(self.device_)
+            optimizer = torch.optim.Adam(
+                module.parameters(), lr=self.learning_rate_init
+            )
+        return module, optimizer
+
+    def _batch_size(self, n_samples):
+        return min(200, n_samples) if self.batch_size == "auto" else self.batch_size
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One epoch of Adam steps over the rows of X, in shuffled mini-batches.
+
+        As :meth:`sklearn.neural_network.MLPRegressor.partial_fit`: the first
+        call builds the networks (started from this batch's mean and
+        variance, which also set the noise floor); each later call continues
+        them and Adam's state, whatever ``warm_start`` says. X must keep the
+        features of the first call. No convergence test is made and no
+        learning rate is lowered: the caller decides when to stop.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of training rows.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        with restored_on_error(self):
+            return self._partial_fit(X)
+
+    def _partial_fit(self, X):
+        first = not hasattr(self, "module_")
+        try:
+            X = self._validate_X(X, reset=first, likelihood=self.likelihood)
+        except ValueError as error:
+            if first or "features" not in str(error):
+                raise
+            raise ValueError(
+                f"{error} partial_fit continues the fitted model: every batch "
+                "must have the features of the first."
+            ) from error
+        architecture = self._architecture(X.shape[1])
+        if first:
+            rng = _random_state(self.random_state)
+            init_seed, self._partial_fit_seed, self._noise_seed = (
+                int(s) for s in rng.randint(_SEED_MAX, size=3)
+            )
+            self.device_ = _resolve_device(self.device)
+            module, optimizer = self._started(
+                _build_module(architecture, init_seed),
+                None,
+                X.mean(axis=0, dtype=np.float64),
+                X.var(axis=0, dtype=np.float64),
+            )
+            self.n_iter_, self.lower_bounds_ = 0, []
+        else:
+            module, optimizer = self._training_copies(architecture, "partial_fit")
+        # Each call's shuffles and noise come from its own seed: the same
+        # batches in the same order give the same model.
+        seed = (getattr(self, "_partial_fit_seed", 0) + self.n_iter_) % _SEED_MAX
+        with _torch_threads(self.n_threads):
+            elbo = run_epoch(
+                module,
+                optimizer,
+                self._to_tensor(X, torch.float32),
+                batch_size=self._batch_size(len(X)),
+                beta=self.beta,
+                generator=torch.Generator(self.device_).manual_seed(seed),
+            ).item()
+            if not math.isfinite(elbo):
+                raise ValueError(
+                    f"Training diverged: the ELBO of this batch became {elbo}. "
+                    f"Lower learning_rate_init (now {self.learning_rate_init:g}) "
+                    "or standardise the data (e.g. with StandardScaler). The "
+                    "estimator is left as it was before this call."
+                )
+        self.module_, self.optimizer_ = module, optimizer
+        self.n_iter_ += 1
+        self.lower_bounds_ = [*self.lower_bounds_, elbo]
+        self.lower_bound_ = elbo
+        self.converged_ = False
+        self.validation_scores_ = self.best_validation_score_ = None
         return self
 
     def _warn_floored_noise(self):
@@ -414,6 +520,8 @@ class VAEEstimator(
             Posterior means, in X's floating dtype.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._lazily(self.transform, X, self.module_.n_components)
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
         Z = self._map_rows(lambda module, x: module.encode(x)[0], X, n_draws=1)
         return Z.astype(X.dtype, copy=False)
@@ -460,6 +568,8 @@ class VAEEstimator(
             the data that the computation overflows.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._lazily(self.score_samples, X, dtype=np.float64)
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
         eps = self._fixed_noise(ELBO_DRAWS)
 
@@ -524,6 +634,10 @@ class VAEEstimator(
             n_draws = n_samples
         check_is_fitted(self)
         _check_count(n_draws, "n_draws")
+        if is_dask_array(X):
+            return self._lazily(
+                partial(self.log_likelihood, n_draws=n_draws), X, dtype=np.float64
+            )
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
         eps = self._fixed_noise(n_draws)
         log_px = self._map_rows(lambda m, x: iwae(m, x, eps), X, n_draws=n_draws)
@@ -607,6 +721,11 @@ class VAEEstimator(
             optimizer.load_state_dict(saved["optimizer"])
             state.update(module_=module, optimizer_=optimizer, device_=device)
         super().__setstate__(state)
+
+    def _lazily(self, method, X, n_columns=None, dtype=None):
+        """``method`` over the row blocks of a dask X: a lazy dask array."""
+        X = check_dask_array(self, X, reset=False)
+        return map_rows(method, X, n_columns, dtype or X.dtype)
 
     def _validate_X(self, X, *, reset, likelihood):
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
