@@ -43,7 +43,7 @@ MIN_TESTS = [
     "-k",
     "not VAE",
 ]
-PINNED = ("numpy", "scipy", "scikit-learn")
+PINNED = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl")
 # scikit-learn 1.6's parametrize_with_checks hands pytest a generator, which
 # pytest deprecates for removal in pytest 10.
 MIN_EXTRA = ["pytest<10"]

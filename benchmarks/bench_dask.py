@@ -92,9 +92,7 @@ def seconds_per_iteration(X, start):
 def run(quick=False):
     from distributed import Client, LocalCluster
 
-    n_samples, n_memory = (
-        (1_000_000, 250_000) if quick else (20_000_000, 2_000_000)
-    )
+    n_samples, n_memory = (1_000_000, 250_000) if quick else (20_000_000, 2_000_000)
     X_memory = in_memory(n_memory)
     start = EMGaussianMixture(N_COMPONENTS, max_iter=0, random_state=0).fit(
         X_memory[:100_000]
@@ -113,11 +111,14 @@ def run(quick=False):
         dask_s, dask_gm = seconds_per_iteration(X, start)
         client_mb = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        worker_mb = max(
-            client.run(
-                lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            ).values()
-        ) / 2**10
+        worker_mb = (
+            max(
+                client.run(
+                    lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                ).values()
+            )
+            / 2**10
+        )
         per_row = (dask_s / n_samples) / (numpy_s / n_memory)
         rows.append(
             {

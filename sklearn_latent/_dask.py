@@ -86,8 +86,7 @@ def check_dask_weight(sample_weight, X):
         return da.from_array(sample_weight, chunks=(X.chunks[0],))
     if sample_weight.shape != (X.shape[0],):
         raise ValueError(
-            f"sample_weight.shape == {sample_weight.shape}, expected "
-            f"{(X.shape[0],)}!"
+            f"sample_weight.shape == {sample_weight.shape}, expected {(X.shape[0],)}!"
         )
     return sample_weight.astype(X.dtype).rechunk((X.chunks[0],))
 
@@ -113,7 +112,10 @@ def sum_over_blocks(block_sum, X, sample_weight, *args):
         else sample_weight.to_delayed().ravel()
     )
     args = [dask.delayed(arg, pure=False) for arg in args]
-    parts = [dask.delayed(block_sum)(b, w, *args) for b, w in zip(blocks, weights)]
+    parts = [
+        dask.delayed(block_sum)(b, w, *args)
+        for b, w in zip(blocks, weights, strict=True)
+    ]
     while len(parts) > 1:
         parts = [
             dask.delayed(_total)(*parts[i : i + BRANCHING])

@@ -24,6 +24,7 @@ from numbers import Integral, Real
 from time import perf_counter
 
 import numpy as np
+from joblib import cpu_count
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
@@ -36,6 +37,7 @@ from ._utils import (
     _num_samples,
     check_sample_weight,
     get_chunk_n_rows,
+    map_in_order,
     restored_on_error,
 )
 
@@ -43,6 +45,17 @@ from ._utils import (
 # cache and amortise Python overhead; scikit-learn's `working_memory` can only
 # lower it.
 MAX_CHUNK_ROWS = 2048
+
+
+def rows_per_chunk(row_bytes):
+    """Rows per chunk of a pass over rows needing ``row_bytes`` of temporaries
+    a row: one chunk in flight on every core fits in scikit-learn's
+    ``working_memory``, and at most ``MAX_CHUNK_ROWS``.
+
+    The size depends on the machine, not on how many threads run now, so
+    neither do the results (see :func:`map_in_order`).
+    """
+    return get_chunk_n_rows(cpu_count() * row_bytes, max_n_rows=MAX_CHUNK_ROWS)
 
 
 class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
@@ -271,15 +284,18 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         ``chunk_statistics`` returns a tuple of arrays (or floats); the tuples
         are summed element-wise. ``sample_weight`` may be None, and ``arrays``
         are further row-aligned arrays sliced like X. ``row_bytes`` is the
-        memory one row of a chunk needs in temporaries: chunks are sized by
-        scikit-learn's ``working_memory`` setting, capped at ``MAX_CHUNK_ROWS``.
+        memory one row of a chunk needs in temporaries (see
+        :func:`rows_per_chunk`). Chunks run on :func:`n_threads` threads and
+        are summed in order.
         """
-        n_samples = X.shape[0]
-        chunk_rows = get_chunk_n_rows(row_bytes, max_n_rows=MAX_CHUNK_ROWS)
-        total = None
-        for rows in gen_batches(n_samples, chunk_rows):
+
+        def statistics(rows):
             weight = None if sample_weight is None else sample_weight[rows]
-            stats = chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
+            return chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
+
+        total = None
+        chunks = list(gen_batches(X.shape[0], rows_per_chunk(row_bytes)))
+        for stats in map_in_order(statistics, chunks):
             if total is None:
                 total = list(stats)
             else:

@@ -9,7 +9,6 @@ from scipy.special import logsumexp
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_array, check_random_state, gen_batches
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _gaussian_kernels as gk
 from ._dask import (
@@ -19,12 +18,12 @@ from ._dask import (
     sum_over_blocks,
     summarise,
 )
-from ._em import MAX_CHUNK_ROWS, BaseEM, check_scale
+from ._em import BaseEM, check_scale, rows_per_chunk
 from ._utils import (
     Interval,
     StrOptions,
     _fit_context,
-    get_chunk_n_rows,
+    map_in_order,
     restored_on_error,
 )
 
@@ -339,7 +338,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     @staticmethod
     def _summary_chunk_rows(X):
-        return get_chunk_n_rows(16 * X.shape[1], max_n_rows=MAX_CHUNK_ROWS)
+        return rows_per_chunk(16 * X.shape[1])
 
     def _needs_nearest_reference(self, data, U, means):
         """The E-step's choice of references (see gk.needs_nearest_reference)."""
@@ -656,19 +655,21 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return int(cov_params + n_features * self.n_components + self.n_components - 1)
 
     # ------------------------------------------------------------ inference
-    def _log_prob_chunks(self, X):
-        """Yield (rows, log(weight_k p(x | k)) of those rows (n_rows, K)).
+    def _map_chunks(self, X, reduce, shape, dtype=None):
+        """``reduce`` applied to log(weight_k p(x | k)) (n_rows, K) of each
+        chunk of rows, gathered into an array of shape (n_samples, *shape).
 
-        Chunks are sized by scikit-learn's working_memory. A row so far away
-        that its quadratic form overflows gets -inf, never NaN.
+        Chunks are sized by scikit-learn's working_memory and run on several
+        threads (see BaseEM._sum_over_chunks). A row so far away that its
+        quadratic form overflows gets -inf, never NaN.
         """
         cov = self._cov
         weights, means, U = self._float64_parameters()
         # Rows about the mixture's mean, or about their nearest component's.
         shift = weights @ means
         models = {}
-        chunk_rows = get_chunk_n_rows(self._row_bytes(X), max_n_rows=MAX_CHUNK_ROWS)
-        for rows in gen_batches(X.shape[0], chunk_rows):
+
+        def reduced(rows):
             with np.errstate(over="ignore", invalid="ignore"):
                 Xc = X[rows]
                 radius = float(np.sqrt(np.max(np.sum((Xc - shift) ** 2, axis=1))))
@@ -680,17 +681,16 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 log_prob = gk.log_prob(model, F, groups)
                 if cov is gk.Tied:
                     log_prob -= 0.5 * cov.squared_norm(U, F)
-                del F  # before the next chunk's features exist
+                del F  # before the reduction's temporaries exist
                 log_prob[np.isnan(log_prob)] = -np.inf
-            if order is not None:
-                log_prob[:, order] = log_prob.copy()
-            yield rows, log_prob.T
+                if order is not None:
+                    log_prob[:, order] = log_prob.copy()
+                return reduce(log_prob.T)
 
-    def _map_chunks(self, X, reduce, shape):
-        """Apply ``reduce`` to the (n_rows, K) log-probabilities of each chunk."""
-        out = np.empty((X.shape[0], *shape), dtype=X.dtype)
-        for rows, log_prob in self._log_prob_chunks(X):
-            out[rows] = reduce(log_prob)
+        chunks = list(gen_batches(X.shape[0], rows_per_chunk(self._row_bytes(X))))
+        out = np.empty((X.shape[0], *shape), dtype=dtype or X.dtype)
+        for rows, value in zip(chunks, map_in_order(reduced, chunks), strict=True):
+            out[rows] = value
         return out
 
     def _score_samples(self, X):
@@ -712,10 +712,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return self._map_rows(self._predict, X, dtype=np.intp)
 
     def _predict(self, X):
-        labels = np.empty(X.shape[0], dtype=np.intp)
-        for rows, log_prob in self._log_prob_chunks(X):
-            labels[rows] = np.argmax(log_prob, axis=1)
-        return labels
+        return self._map_chunks(X, partial(np.argmax, axis=1), (), np.intp)
 
     def predict_proba(self, X):
         """Posterior probability p(z = k | x) of each component for each sample.
@@ -735,8 +732,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _predict_proba(self, X):
         # A row so far away that no log-density is finite has no defined
         # posterior: NaN, as scikit-learn's, without a warning.
-        with np.errstate(invalid="ignore"):
-            return self._map_chunks(X, _normalized, (self.n_components,))
+        return self._map_chunks(X, _normalized, (self.n_components,))
 
     def transform(self, X):
         """The posterior p(z | x): responsibilities, as :meth:`predict_proba`.
@@ -835,7 +831,7 @@ def _blocks_in_memory(X, sample_weight):
     weights = [None] * X.numblocks[0]
     if sample_weight is not None:
         weights = sample_weight.to_delayed().ravel()
-    for block, weight in zip(X.to_delayed().ravel(), weights):
+    for block, weight in zip(X.to_delayed().ravel(), weights, strict=True):
         block, weight = dask.compute(block, weight)
         yield checked_block(block), weight
 

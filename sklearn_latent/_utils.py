@@ -19,13 +19,17 @@ instead of importing ``sklearn.utils._chunking``.
 """
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
 
 import numpy as np
+from joblib.parallel import get_active_backend
 from sklearn import get_config
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _num_samples
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "Interval",
@@ -36,6 +40,8 @@ __all__ = [
     "_num_samples",
     "check_sample_weight",
     "get_chunk_n_rows",
+    "map_in_order",
+    "n_threads",
     "restored_on_error",
 ]
 
@@ -94,3 +100,47 @@ def restored_on_error(estimator):
         estimator.__dict__.clear()
         estimator.__dict__.update(saved)
         raise
+
+
+@cache
+def _threadpools():
+    return ThreadpoolController()
+
+
+def n_threads():
+    """Threads for a pass over row chunks: as many as BLAS may use now.
+
+    threadpoolctl's limits therefore apply (``threadpool_limits(1)`` runs
+    one thread), and so does joblib's ``parallel_config(n_jobs=...)``, as
+    an upper bound. Inside joblib's worker processes BLAS, and so this, is
+    limited to the worker's share of the cores.
+    """
+    blas = [i["num_threads"] for i in _threadpools().info() if i["user_api"] == "blas"]
+    threads = max(blas, default=1)
+    n_jobs = get_active_backend()[1]
+    if n_jobs is not None:
+        from joblib import effective_n_jobs
+
+        threads = min(threads, effective_n_jobs(n_jobs))
+    return max(threads, 1)
+
+
+def map_in_order(func, items, threads=None):
+    """Yield ``func(item)`` for each item, in order, computed on ``threads``
+    threads (default :func:`n_threads`).
+
+    With several threads BLAS runs one thread each, as scikit-learn's KMeans
+    does: chunks of rows are small products, faster side by side than each
+    split across cores. A chunk's result then never depends on the number of
+    threads, so sums taken in order are the same, bit for bit, on any number.
+    """
+    threads = n_threads() if threads is None else threads
+    if threads == 1 or len(items) < 2:
+        with _threadpools().limit(limits=1, user_api="blas"):
+            yield from map(func, items)
+        return
+    with (
+        _threadpools().limit(limits=1, user_api="blas"),
+        ThreadPoolExecutor(min(threads, len(items))) as pool,
+    ):
+        yield from pool.map(func, items)

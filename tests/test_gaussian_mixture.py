@@ -201,11 +201,11 @@ def test_lower_bound_never_decreases(
     # log-likelihood by ~d eps c / 2 at a plateau (a component spanning both
     # far clusters reaches c ~ 1e9; scikit-learn's tied covariance, formed
     # from uncentred moments, is further off).
-    covariances = np.reshape(gm.covariances_, (-1, n_features, n_features))
     if covariance_type in ("diag", "spherical"):
-        covariances = gm.covariances_.reshape(n_components, -1)
-        conditioning = np.max(covariances.max(axis=1) / covariances.min(axis=1))
+        variances = gm.covariances_.reshape(n_components, -1)
+        conditioning = np.max(variances.max(axis=1) / variances.min(axis=1))
     else:
+        covariances = gm.covariances_.reshape(-1, n_features, n_features)
         conditioning = np.max(np.linalg.cond(covariances))
     rounding = n_features * np.finfo(np.float64).eps * conditioning
     assert np.all(np.diff(bounds) >= -1e-12 * np.abs(bounds[1:]) - 1e-9 - rounding)
@@ -798,3 +798,47 @@ def test_partial_fit_keeps_float32():
     gm.partial_fit(X[:100].astype(np.float32))
     for name in FITTED:
         assert getattr(gm, name).dtype == np.float32, name
+
+
+def test_passes_over_rows_run_on_several_threads_with_identical_results():
+    import threading
+
+    from sklearn import config_context
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_latent._utils import map_in_order, n_threads
+
+    both = threading.Barrier(2, timeout=30)  # breaks unless two threads meet
+    assert list(map_in_order(lambda i: both.wait() * 0 + i, [0, 1], 2)) == [0, 1]
+    X, _ = known_mixture(3000, seed=0)
+    # From one start (k-means itself runs on threads of its own).
+    start = EMGaussianMixture(3, random_state=0, max_iter=0).fit(X)
+    fits = {}
+    # Small working memory: many chunks, which the threads share.
+    with config_context(working_memory=0.05):
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                assert n_threads() == threads
+                gm = EMGaussianMixture(
+                    3,
+                    weights_init=start.weights_,
+                    means_init=start.means_,
+                    precisions_init=start.precisions_,
+                    tol=1e-8,
+                ).fit(X)
+                fits[threads] = (gm.means_, gm.covariances_, gm.score_samples(X))
+    for one, two in zip(fits[1], fits[2], strict=True):
+        assert_array_equal(one, two)
+
+
+def test_joblib_parallel_config_bounds_the_threads():
+    from joblib import parallel_config
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_latent._utils import n_threads
+
+    with threadpool_limits(2):
+        with parallel_config(n_jobs=1):
+            assert n_threads() == 1
+        with parallel_config(n_jobs=4):
+            assert n_threads() == 2

@@ -78,9 +78,16 @@ def test_test_min_pins_the_declared_floors():
 
 def test_test_min_pins_parse_any_spacing():
     pins = load_dev().minimum_pins(
-        '["numpy >= 1.23.2", "scipy>=1.9.2", "scikit-learn >=1.6, <1.10"]'
+        '["numpy >= 1.23.2", "scipy>=1.9.2", "scikit-learn >=1.6, <1.10",'
+        ' "joblib>= 1.3", "threadpoolctl >=3.1"]'
     )
-    assert pins == ["numpy==1.23.2", "scipy==1.9.2", "scikit-learn==1.6"]
+    assert pins == [
+        "numpy==1.23.2",
+        "scipy==1.9.2",
+        "scikit-learn==1.6",
+        "joblib==1.3",
+        "threadpoolctl==3.1",
+    ]
 
 
 def private_sklearn_imports(path):

@@ -316,9 +316,7 @@ class VAEEstimator(
             int(s) for s in rng.randint(_SEED_MAX, size=4)
         )
         if warm:
-            module, optimizer = self._training_copies(
-                architecture, "warm_start=True"
-            )
+            module, optimizer = self._training_copies(architecture, "warm_start=True")
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate_init
         else:
