@@ -4,7 +4,7 @@ demo's steps and the benchmarks' cases.
 A :class:`ProgressLine` shows what runs, the step reached out of the most
 there can be, the elapsed time, an estimate of the time left and the values
 the caller passes (the lower bound, its last change, ``tol``, ...); its last
-state says how the run ended. It writes to stderr:
+label then says how the run ended. It writes to stderr:
 
 - through ``tqdm.auto`` when tqdm is installed and stderr is a terminal or the
   output of a notebook (which gets a widget);
@@ -56,7 +56,7 @@ class ProgressLine:
     >>> progress.close("converged")
     >>> sys.stderr, output = stderr, sys.stderr.getvalue()
     >>> print(output, end="")
-    fit: 2/100 it [00:00] lower bound -3.2, change 0.05, converged
+    fit converged: 2/100 it [00:00] lower bound -3.2, change 0.05
     """
 
     def __init__(self, label, total, *, unit="it"):
@@ -84,24 +84,26 @@ class ProgressLine:
             self._write(self._text(now), now)
 
     def close(self, outcome):
-        """End the line with its last values and ``outcome``, e.g. "converged"."""
-        values = _describe(self.values, outcome)
+        """End the line, its label followed by ``outcome`` (e.g. "converged"):
+        there the terminal's width cannot cut the outcome off."""
+        label = f"{self.label} {outcome}"
         if self.bar is not None:
-            self.bar.set_postfix_str(values, refresh=False)
+            self.bar.set_description(label, refresh=False)
             self.bar.close()
         else:
             now = time.perf_counter()
-            elapsed = _clock(now - self.start)
-            text = f"{self.label}: {self.step}/{self.total} {self.unit} [{elapsed}]"
-            self._write(f"{text} {values}", now, last=True)
+            self._write(self._text(now, label), now, last=True)
 
-    def _text(self, now):
+    def _text(self, now, closing_label=None):
+        """``label: step/total unit [elapsed<left] values``; on closing, the
+        closing label and no time left."""
         elapsed = now - self.start
-        left = (
-            _clock(elapsed * (self.total - self.step) / self.step) if self.step else "?"
-        )
-        text = f"{self.label}: {self.step}/{self.total} {self.unit} "
-        text += f"[{_clock(elapsed)}<{left}]"
+        times = _clock(elapsed)
+        if closing_label is None:
+            left = elapsed * (self.total - self.step) / self.step if self.step else None
+            times += "<" + ("?" if left is None else _clock(left))
+        text = f"{closing_label or self.label}: {self.step}/{self.total} {self.unit}"
+        text += f" [{times}]"
         return f"{text} {_describe(self.values)}" if self.values else text
 
     def _write(self, text, now, last=False):
@@ -131,15 +133,14 @@ def _tqdm(tty):
     return tqdm if tty or chosen is not console else None
 
 
-def _describe(values, outcome=None):
-    """``values`` as "name value, ...", then ``outcome``."""
-    parts = [
+def _describe(values):
+    """``values`` as "name value, ..."."""
+    return ", ".join(
         f"{name.replace('_', ' ')} {value:.6g}"
         if isinstance(value, float)  # numpy's float64 too
         else f"{name.replace('_', ' ')} {value}"
         for name, value in values.items()
-    ]
-    return ", ".join(parts if outcome is None else [*parts, outcome])
+    )
 
 
 def _clock(seconds):
