@@ -70,6 +70,8 @@ class ProgressLine:
         self.bar = None
         if tqdm is not None:
             self.bar = tqdm(total=total, desc=label, unit=unit, file=self.file)
+        elif self.tty:  # at once, as tqdm: a long first step shows what runs
+            self._write(self._text(self.start), self.start)
 
     def update(self, step, **values):
         """Show that ``step`` is reached, with ``values`` (name: number; an
@@ -80,7 +82,9 @@ class ProgressLine:
             self.bar.update(step - self.bar.n)
             return
         now = time.perf_counter()
-        if now - self.written >= (TTY_INTERVAL if self.tty else PLAIN_INTERVAL):
+        # The last step is left to close(), which follows it.
+        interval = TTY_INTERVAL if self.tty else PLAIN_INTERVAL
+        if step < self.total and now - self.written >= interval:
             self._write(self._text(now), now)
 
     def close(self, outcome):

@@ -113,8 +113,8 @@ def test_plain_lines_without_a_terminal(name, tqdm, every_update, monkeypatch):
     estimator = fit(STOPPED[name](verbose=1))
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    # One line per step (none is too soon here), then the last.
-    assert len(lines) == estimator.n_iter_ + 1
+    # One line per step (none is too soon here), the last one closing.
+    assert len(lines) == estimator.n_iter_
     total = estimator.max_iter
     for step, line in enumerate(lines[:-1], start=1):
         assert line.startswith(f"{name}: {step}/{total} {UNIT[name]} [")
