@@ -388,11 +388,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             self._init_time = self._iter_time = perf_counter()
 
     def _verbose_iter_end(self, n_iter, lower_bound, change):
+        if not self.verbose:  # first: this runs every iteration
+            return
         if self.verbose == 1:
             self._progress.update(
                 n_iter, lower_bound=lower_bound, change=change, tol=self.tol
             )
-        elif self.verbose and n_iter % self.verbose_interval == 0:
+        elif n_iter % self.verbose_interval == 0:
             now = perf_counter()
             print(
                 f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s"
