@@ -408,7 +408,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         status = "converged" if converged else "did not converge"
         if self.verbose == 1:
             self._progress.close(status)
-            del self._progress  # a tqdm bar does not pickle
+            del self._progress  # it holds stderr, which does not pickle
         else:
             seconds = perf_counter() - self._init_time
             print(

@@ -148,7 +148,7 @@ def _describe(values):
 
 
 def _clock(seconds):
-    """Seconds as m:ss or h:mm:ss, as tqdm shows them."""
+    """Seconds as mm:ss or h:mm:ss, as tqdm shows them."""
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
