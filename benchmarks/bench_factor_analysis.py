@@ -54,7 +54,8 @@ def compare_fits(case, n_samples, repeats, benchmark="factor_analysis"):
     def reference():
         return FactorAnalysis(N_COMPONENTS).fit(X)
 
-    result = compare(ours, reference, repeats=repeats)
+    name = f"FA {case} n={n_samples} d={N_FEATURES} k={N_COMPONENTS}"
+    result = compare(ours, reference, repeats=repeats, case=name)
     fitted, ref_fitted = result["ours_result"], result["ref_result"]
     ours_score, ref_score = fitted.score(X), ref_fitted.score(X)
 
@@ -64,7 +65,7 @@ def compare_fits(case, n_samples, repeats, benchmark="factor_analysis"):
     pass_s = statistics.median(timed(one_pass)[0] for _ in range(repeats))
     return {
         "benchmark": benchmark,
-        "case": f"FA {case} n={n_samples} d={N_FEATURES} k={N_COMPONENTS}",
+        "case": name,
         "reference": "sklearn FactorAnalysis (defaults)",
         "unit": "s/fit",
         "n_samples": n_samples,
@@ -98,17 +99,19 @@ def model_selection_data(n_samples, n_features, rank, seed=42):
 def compare_heywood(name, X, n_components, repeats):
     """One row: both estimators with their defaults; n_components beyond the
     rank puts noise variances near zero (Heywood cases), where EM crawls."""
+    n_samples, n_features = X.shape
+    case = f"FA {name} n={n_samples} d={n_features} k={n_components}"
     result = compare(
         lambda: EMFactorAnalysis(n_components).fit(X),
         lambda: FactorAnalysis(n_components).fit(X),
         repeats=repeats,
+        case=case,
     )
     fitted, ref_fitted = result["ours_result"], result["ref_result"]
     ours_score, ref_score = fitted.score(X), ref_fitted.score(X)
-    n_samples, n_features = X.shape
     return {
         "benchmark": "factor_analysis_heywood",
-        "case": f"FA {name} n={n_samples} d={n_features} k={n_components}",
+        "case": case,
         "reference": "sklearn FactorAnalysis (defaults)",
         "unit": "s/fit",
         "n_components": n_components,

@@ -22,6 +22,7 @@ from sklearn.mixture import GaussianMixture
 
 from benchmarks._timing import compare, peak_memory
 from sklearn_latent import EMGaussianMixture
+from sklearn_latent._progress import ProgressLine
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -59,6 +60,10 @@ def fit(estimator_class, X, params, n_iter):
         return estimator_class(max_iter=n_iter, **params).fit(X)
 
 
+def case_name(covariance_type, n_samples, n_features, n_components):
+    return f"GMM {covariance_type} n={n_samples} d={n_features} K={n_components}"
+
+
 def numpy_case(covariance_type, n_samples, n_features, n_components, n_iter, repeats):
     X = make_data(n_samples, n_features, n_components)
     params = starting_point(X, n_components, covariance_type)
@@ -66,6 +71,7 @@ def numpy_case(covariance_type, n_samples, n_features, n_components, n_iter, rep
         lambda: fit(EMGaussianMixture, X, params, n_iter),
         lambda: fit(GaussianMixture, X, params, n_iter),
         repeats=repeats,
+        case=case_name(covariance_type, n_samples, n_features, n_components),
     )
     return speed_row(
         result,
@@ -84,7 +90,7 @@ def speed_row(
     """One row of time per iteration from a :func:`compare` result."""
     return {
         "benchmark": "gaussian_mixture",
-        "case": f"GMM {covariance_type} n={n_samples} d={n_features} K={n_components}",
+        "case": case_name(covariance_type, n_samples, n_features, n_components),
         "reference": reference,
         "covariance_type": covariance_type,
         "n_samples": n_samples,
@@ -167,6 +173,8 @@ def array_api_case(*args):
         f"array_api_worker; print(json.dumps(array_api_worker{args!r}))"
     )
     env = dict(os.environ, SCIPY_ARRAY_API="1")
+    # One step: the subprocess's own lines would go to a pipe nobody reads.
+    line = ProgressLine(f"{case_name(*args[:4])} array API", 1, unit="process")
     out = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
@@ -174,6 +182,8 @@ def array_api_case(*args):
         text=True,
         check=True,
     )
+    line.update(1)
+    line.close("done")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from benchmarks._timing import peak_memory
 from sklearn_latent import EMGaussianMixture
+from sklearn_latent._progress import ProgressLine
 
 GAP = 0.01  # nats per sample
 
@@ -60,15 +61,20 @@ def online_fit(X, n_components, batch_size, target=None, check_every=10):
 def run(quick=False):
     n_samples, batch_size = (50_000, 5_000) if quick else (2_000_000, 10_000)
     X = known_mixture(n_samples)
+    case = f"GMM full online EM n={n_samples:,} d=20 K=10 to {GAP} nats"
+    # Three steps: batch EM, online EM, then the peak memory of each.
+    line = ProgressLine(case, 3, unit="step")
     begin = time.perf_counter()
     batch = batch_fit(X, 10)
     batch_s = time.perf_counter() - begin
+    line.update(1, batch=f"{batch_s:.3g} s")
     target = batch.score(X) - GAP
     online_s, online, n_batches = online_fit(X, 10, batch_size, target)
+    line.update(2, batch=f"{batch_s:.3g} s", online=f"{online_s:.3g} s")
     rows = [
         {
             "benchmark": "online",
-            "case": f"GMM full online EM n={n_samples:,} d=20 K=10 to {GAP} nats",
+            "case": case,
             "reference": f"batch EM fit ({batch.n_iter_} iterations)",
             "unit": f"s to converge; online: {n_batches} batches of {batch_size:,}",
             "ours_s": online_s,
@@ -81,6 +87,8 @@ def run(quick=False):
     subset = X[: max(n_samples // 10, batch_size)]
     online_mb = peak_memory(lambda: online_fit(subset, 10, batch_size)) / 2**20
     batch_mb = peak_memory(lambda: batch_fit(subset, 10)) / 2**20
+    line.update(3, batch=f"{batch_s:.3g} s", online=f"{online_s:.3g} s")
+    line.close("done")
     rows.append(
         {
             "benchmark": "online",

@@ -100,6 +100,7 @@ def run(quick: bool = False) -> list[dict]:
 
 def run_case(X_train, X_test, threads, epochs, repeats, n_draws):
     """Time both sides alternately, seed i for the i-th repeat; score every fit."""
+    case = f"digits/16 bernoulli, {epochs} epochs, {threads} thread(s)"
     ours_models, ref_models = [], []
 
     def ours():
@@ -127,7 +128,7 @@ def run_case(X_train, X_test, threads, epochs, repeats, n_draws):
         # Untimed first calls: torch initialises kernels lazily on first use.
         ours(), reference()
         ours_models.clear(), ref_models.clear()
-        timing = compare(ours, reference, repeats=repeats)
+        timing = compare(ours, reference, repeats=repeats, case=case)
         ours_elbo, ours_iwae = zip(
             *(held_out(v.module_.encoder, v.module_.decoder, X_test, n_draws)
               for v in ours_models),
@@ -141,7 +142,7 @@ def run_case(X_train, X_test, threads, epochs, repeats, n_draws):
     finally:
         torch.set_num_threads(previous)
     return {
-        "case": f"digits/16 bernoulli, {epochs} epochs, {threads} thread(s)",
+        "case": case,
         "ours_s": timing["ours_s"],
         "ref_s": timing["ref_s"],
         "speedup": timing["speedup"],

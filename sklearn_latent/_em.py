@@ -31,6 +31,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dask import check_dask_array, check_dask_weight, is_dask_array, map_rows
+from ._progress import ProgressLine
 from ._utils import (
     Interval,
     _fit_context,
@@ -198,7 +199,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
         best_lower_bound, best_lower_bounds, best_converged = -np.inf, [], False
         for init in range(n_init):
-            self._verbose_init_begin(init)
+            self._verbose_init_begin(init, n_init)
             if do_init:
                 self._initialize(data, random_state)
             lower_bound = -np.inf if do_init else self.lower_bound_
@@ -209,7 +210,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 lower_bound = self._iterate(data)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - previous
-                self._verbose_iter_end(n_iter, change)
+                self._verbose_iter_end(n_iter, lower_bound, change)
                 if abs(change) < self.tol:
                     converged = True
                     break
@@ -405,34 +406,59 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return -2 * self.score(X) * _num_samples(X) + 2 * self._n_parameters()
 
     # ------------------------------------------------------------- verbose
-    def _verbose_init_begin(self, init):
-        if self.verbose:
+    def _progress_line(self, stage=None, total=None, unit="it"):
+        """The live line of ``verbose=1`` for one run, None at other levels.
+
+        ``stage`` names the run when there are several: ``"restart 2/3"`` for
+        ``n_init`` restarts, ``"pass 2"`` for each pass of an online or
+        out-of-core fit. ``total`` is the most steps it can take (default
+        ``max_iter``). Update it with ``update(step, lower_bound=...,
+        change=..., tol=...)`` and end it with ``close("converged")`` or
+        ``close("did not converge")`` (:class:`~sklearn_latent._progress.ProgressLine`).
+        """
+        if self.verbose != 1:
+            return None
+        label = type(self).__name__ + (f" {stage}" if stage else "")
+        return ProgressLine(label, self.max_iter if total is None else total, unit=unit)
+
+    def _verbose_init_begin(self, init, n_init):
+        if self.verbose == 1:
+            # Without iterations there is nothing to show.
+            if self.max_iter:
+                stage = f"restart {init + 1}/{n_init}" if n_init > 1 else None
+                self._progress = self._progress_line(stage)
+        elif self.verbose:
             print(f"Initialization {init}")
             self._init_time = self._iter_time = perf_counter()
 
-    def _verbose_iter_end(self, n_iter, change):
-        if self.verbose and n_iter % self.verbose_interval == 0:
-            if self.verbose == 1:
-                print(f"  Iteration {n_iter}")
-            else:
-                now = perf_counter()
-                print(
-                    f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s"
-                    f"\t ll change {change:.5f}"
-                )
-                self._iter_time = now
+    def _verbose_iter_end(self, n_iter, lower_bound, change):
+        if not self.verbose:  # first: this runs every iteration
+            return
+        if self.verbose == 1:
+            self._progress.update(
+                n_iter, lower_bound=lower_bound, change=change, tol=self.tol
+            )
+        elif n_iter % self.verbose_interval == 0:
+            now = perf_counter()
+            print(
+                f"  Iteration {n_iter}\t time lapse {now - self._iter_time:.5f}s"
+                f"\t ll change {change:.5f}"
+            )
+            self._iter_time = now
 
     def _verbose_init_end(self, lower_bound, converged):
-        if self.verbose:
-            status = "converged" if converged else "did not converge"
-            if self.verbose == 1:
-                print(f"Initialization {status}.")
-            else:
-                seconds = perf_counter() - self._init_time
-                print(
-                    f"Initialization {status}. time lapse {seconds:.5f}s\t "
-                    f"lower bound {lower_bound:.5f}."
-                )
+        if not self.verbose:
+            return
+        status = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            self._progress.close(status)
+            del self._progress  # it holds stderr, which does not pickle
+        else:
+            seconds = perf_counter() - self._init_time
+            print(
+                f"Initialization {status}. time lapse {seconds:.5f}s\t "
+                f"lower bound {lower_bound:.5f}."
+            )
 
 
 def check_scale(X, minimum=None, maximum=None):

@@ -127,10 +127,15 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         If True, a new fit starts from the previous solution.
 
     verbose : int, default=0
-        Print progress: 1 per iteration, 2 with times and gains.
+        0 is silent. 1 shows a live progress line on stderr (through tqdm
+        when installed): the iteration out of ``max_iter``, the lower bound,
+        its last change against ``tol``, the elapsed time and the time left;
+        its last state says whether the fit converged. 2 prints a line every
+        ``verbose_interval`` iterations instead, with times and gains, on
+        stdout.
 
     verbose_interval : int, default=10
-        Iterations between progress lines.
+        Iterations between two printed lines with ``verbose=2``.
 
     Attributes
     ----------

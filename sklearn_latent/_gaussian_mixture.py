@@ -130,10 +130,16 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         If True, each call to :meth:`fit` starts from the previous solution
         (and ``n_init`` is ignored after the first call).
     verbose : int, default=0
-        1 prints each initialisation and iteration; 2 adds times and the
-        change of the log-likelihood.
+        0 is silent. 1 shows a live progress line on stderr for each
+        initialisation (through tqdm when installed): the iteration out of
+        ``max_iter``, the lower bound, its last change against ``tol``, the
+        elapsed time and the time left; its last state says whether the
+        initialisation converged, and with ``n_init > 1`` it names the
+        restart. 2 prints scikit-learn's lines instead, on stdout: each
+        initialisation, and every ``verbose_interval`` iterations the time
+        and the change of the log-likelihood.
     verbose_interval : int, default=10
-        Iterations between two prints.
+        Iterations between two printed lines with ``verbose=2``.
     learning_method : {'batch', 'online'}, default='batch'
         How :meth:`fit` iterates. 'batch': each iteration is an E-step over
         all rows and one M-step (exact EM; the log-likelihood never

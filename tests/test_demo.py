@@ -1,5 +1,6 @@
 """The command line and its demo: ``python -m sklearn_latent demo``."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,19 @@ def test_quick_demo_table_names_every_model(quick_demo):
     for estimate in ("exact", "ELBO", "IWAE"):
         assert any(estimate in line for line in table), estimate
     assert lines[header + 6].startswith("EM maximises log p(x) exactly")
+
+
+def test_quick_demo_shows_a_progress_line_per_step(quick_demo):
+    # stderr is a pipe here: each step's line ends in a plain line.
+    result, _ = quick_demo
+    lines = result.stderr.splitlines()
+    outcome = "(converged|did not converge)"
+    for pattern in (
+        r"EMGaussianMixture grid search chose \d+ components: \d+/\d+ fit \[",
+        rf"EMFactorAnalysis {outcome}: \d+/\d+ it \[",
+        rf"VAEEstimator {outcome}: \d+/\d+ epoch \[",
+    ):
+        assert any(re.match(pattern, line) for line in lines), (pattern, lines)
 
 
 def test_quick_demo_writes_a_png(quick_demo):

@@ -402,8 +402,8 @@ def test_beta_weighs_the_kl_term(X):
     )
 
 
-def test_verbose_prints_each_epoch(X, capsys):
-    fit_quietly(VAEEstimator(**{**SMALL, "max_iter": 3, "verbose": 1}), X)
+def test_verbose_2_prints_each_epoch(X, capsys):
+    fit_quietly(VAEEstimator(**{**SMALL, "max_iter": 3, "verbose": 2}), X)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(",")[0] for line in lines] == ["Epoch 1", "Epoch 2", "Epoch 3"]
 

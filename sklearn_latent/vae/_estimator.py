@@ -130,7 +130,13 @@ class VAEEstimator(
         changes it and runs on torch's current setting.
 
     verbose : int, default=0
-        Print the ELBO after each epoch when positive.
+        0 is silent. 1 shows a live progress line on stderr (through tqdm
+        when installed): the epoch out of ``max_iter``, the training ELBO,
+        the validation ELBO with ``early_stopping``, the change of the ELBO
+        that judges convergence (see ``n_iter_no_change``) over its best
+        against ``tol``, the elapsed time and the time left; its last state
+        says whether training converged. 2 prints the ELBO after each epoch
+        instead, and the learning-rate drops, on stdout.
 
     warm_start : bool, default=False
         Continue training the fitted networks (and Adam's state) instead of

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._progress import ProgressLine
 from ._losses import elbo_terms
 
 # Rows per forward pass when evaluating the ELBO of a whole data set.
@@ -94,10 +95,18 @@ def train(
     draw per row, the same every epoch: the batch mean moves with fresh noise
     by far more than ``tol``, so it cannot tell a plateau from noise.
 
+    ``verbose=1`` shows a live progress line (epoch, ELBO, validation ELBO,
+    the change of the score over its best against ``tol``, elapsed time and
+    time left); ``verbose>=2`` prints a line per epoch and the learning-rate
+    drops.
+
     Raises ValueError, leaving ``module`` and ``optimizer`` in an unspecified
     state, when an ELBO or the ELBO at the final parameters is not finite.
     """
     history = History()
+    progress = (
+        ProgressLine("VAEEstimator", max_iter, unit="epoch") if verbose == 1 else None
+    )
     lr_drops_left = LR_DROPS
     track_training = X_val is None and math.isfinite(n_iter_no_change)
     training_noise = torch.randn(
@@ -121,7 +130,12 @@ def train(
         history.lower_bounds.append(elbo)
         if X_val is not None:
             history.validation_scores.append(score)
-        if verbose:
+        if progress is not None:
+            shown = {"ELBO": elbo}
+            if X_val is not None:
+                shown["validation_ELBO"] = score
+            progress.update(epoch + 1, **shown, change=score - best_score, tol=tol)
+        elif verbose:
             line = f"Epoch {epoch + 1}, ELBO = {elbo:.6f}"
             if X_val is not None:
                 line += f", validation ELBO = {score:.6f}"
@@ -139,17 +153,19 @@ def train(
             no_improvement = 0
             for group in optimizer.param_groups:
                 group["lr"] *= LR_DROP_FACTOR
-            if verbose:
+            if verbose >= 2:
                 print(f"Learning rate lowered to {optimizer.param_groups[0]['lr']:g}.")
         elif no_improvement > n_iter_no_change:
             history.converged = True
-            if verbose:
+            if verbose >= 2:
                 what = "Validation" if X_val is not None else "Training"
                 print(
                     f"{what} ELBO did not improve more than tol={tol:g} for "
                     f"{n_iter_no_change} consecutive epochs. Stopping."
                 )
             break
+    if progress is not None:
+        progress.close("converged" if history.converged else "did not converge")
     if best_state is not None:
         module.load_state_dict(best_state[0])
         optimizer.load_state_dict(best_state[1])
