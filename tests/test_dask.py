@@ -182,3 +182,36 @@ def test_vae_partial_fit_over_dask_blocks_with_incremental():
     ).fit(X_dask)
     assert model.estimator_.n_iter_ == 4
     assert np.isfinite(model.estimator_.score(X_dask))
+
+
+def test_vae_fit_streams_the_blocks_of_a_dask_array():
+    pytest.importorskip("torch")
+    import dask
+
+    from sklearn_latent import VAEEstimator
+
+    X, _ = three_clusters(2000)
+    computed = []
+
+    def block(i):
+        computed.append(i)
+        return X[500 * i : 500 * (i + 1)]
+
+    X_dask = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(block)(i), (500, 3), dtype=X.dtype)
+            for i in range(4)
+        ]
+    )
+    params = dict(hidden_layer_sizes=(16,), max_iter=30, random_state=0)
+    with dask.config.set(scheduler="sync"), pytest.warns(Warning):
+        vae = VAEEstimator(**params).fit(X_dask)
+    # One pass for the moments, then each epoch computes each block once.
+    assert len(computed) == 4 * (1 + 30) and vae.n_iter_ == 30
+    with pytest.warns(Warning):
+        in_memory = VAEEstimator(**params).fit(X)
+    assert abs(vae.score(X) - in_memory.score(X)) < 0.5
+    with pytest.raises(ValueError, match="early_stopping"):
+        VAEEstimator(early_stopping=True).fit(X_dask)
+    with pytest.raises(TypeError, match="one batch in memory"):
+        vae.partial_fit(X_dask)

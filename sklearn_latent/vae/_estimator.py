@@ -23,11 +23,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._dask import check_dask_array, is_dask_array, map_rows
+from .._dask import check_dask_array, checked_block, is_dask_array, map_rows
 from .._utils import Interval, Options, StrOptions, _fit_context, restored_on_error
 from ._losses import elbo_terms, iwae
 from ._modules import ACTIVATIONS, VAE
-from ._training import run_epoch, train
+from ._training import Blocks, run_epoch, train
 
 # Noise draws averaged by score_samples: enough to make the per-row ELBO
 # estimate smooth, few enough to stay cheap.
@@ -315,7 +315,11 @@ class VAEEstimator(
 
     def _fit(self, X):
         warm = self.warm_start and hasattr(self, "module_")
-        X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
+        on_dask = is_dask_array(X)
+        if on_dask:
+            X, mean, variance = self._summarise_dask(X, reset=not warm)
+        else:
+            X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
         architecture = self._architecture(X.shape[1])
         rng = _random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = (
@@ -336,18 +340,16 @@ class VAEEstimator(
             X, X_val = train_test_split(
                 X, test_size=self.validation_fraction, random_state=split_seed
             )
-        module, optimizer = self._started(
-            module,
-            optimizer,
-            X.mean(axis=0, dtype=np.float64),
-            X.var(axis=0, dtype=np.float64),
-        )
+        if not on_dask:
+            mean = X.mean(axis=0, dtype=np.float64)
+            variance = X.var(axis=0, dtype=np.float64)
+        module, optimizer = self._started(module, optimizer, mean, variance)
         batch_size = self._batch_size(len(X))
         with _torch_threads(self.n_threads):
             history = train(
                 module,
                 optimizer,
-                self._to_tensor(X, torch.float32),
+                self._blocks(X) if on_dask else self._to_tensor(X, torch.float32),
                 None if X_val is None else self._to_tensor(X_val, torch.float32),
                 batch_size=batch_size,
                 max_iter=self.max_iter,
@@ -434,6 +436,11 @@ class VAEEstimator(
             return self._partial_fit(X)
 
     def _partial_fit(self, X):
+        if is_dask_array(X):
+            raise TypeError(
+                "partial_fit takes one batch in memory; pass the blocks of a "
+                "dask array one by one (X.blocks[i].compute()), or fit it."
+            )
         first = not hasattr(self, "module_")
         try:
             X = self._validate_X(X, reset=first, likelihood=self.likelihood)
@@ -726,6 +733,40 @@ class VAEEstimator(
             state.update(module_=module, optimizer_=optimizer, device_=device)
         super().__setstate__(state)
 
+    def _summarise_dask(self, X, *, reset):
+        """A dask X checked for fitting, and its feature means and variances
+        (one pass; the rows are later streamed, a block at a time)."""
+        import dask
+
+        if self.early_stopping:
+            raise ValueError(
+                "early_stopping holds out rows in memory, which a dask array "
+                "does not allow; fit with early_stopping=False, or hold out "
+                "blocks yourself and compare their score."
+            )
+        X = check_dask_array(self, X, reset=reset, ensure_min_samples=2)
+        mean, variance, low, high = dask.compute(
+            X.mean(axis=0, dtype=np.float64),
+            X.var(axis=0, dtype=np.float64),
+            X.min(),
+            X.max(),
+        )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(variance))):
+            raise ValueError("Input X contains NaN or infinity.")
+        self._check_range(low, high)
+        return X, mean, variance
+
+    def _blocks(self, X):
+        """The rows of a dask X as :class:`Blocks`: each computed (on the
+        active scheduler) and checked when an epoch reaches it."""
+        blocks = [
+            partial(self._block_tensor, block) for block in X.to_delayed().ravel()
+        ]
+        return Blocks(blocks, X.shape[0])
+
+    def _block_tensor(self, block):
+        return self._to_tensor(checked_block(block.compute()), torch.float32)
+
     def _lazily(self, method, X, n_columns=None, dtype=None):
         """``method`` over the row blocks of a dask X: a lazy dask array."""
         X = check_dask_array(self, X, reset=False)
@@ -733,13 +774,17 @@ class VAEEstimator(
 
     def _validate_X(self, X, *, reset, likelihood):
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        if likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
+        if likelihood == "bernoulli" and X.size:
+            self._check_range(X.min(), X.max(), likelihood)
+        return X
+
+    def _check_range(self, low, high, likelihood=None):
+        if (likelihood or self.likelihood) == "bernoulli" and (low < 0 or high > 1):
             raise ValueError(
                 'likelihood="bernoulli" needs data in [0, 1], but X has values '
-                f"in [{X.min():g}, {X.max():g}]; rescale X (e.g. MinMaxScaler) or "
+                f"in [{low:g}, {high:g}]; rescale X (e.g. MinMaxScaler) or "
                 'use likelihood="gaussian".'
             )
-        return X
 
     def _to_tensor(self, X, dtype):
         # torch.tensor copies, so read-only (memory-mapped) input is fine;

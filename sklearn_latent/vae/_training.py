@@ -27,14 +27,41 @@ class History:
     converged: bool = False
 
 
+class Blocks:
+    """Rows that arrive a block at a time (a dask array's), never all at once.
+
+    ``blocks`` yield the rows of one block as a tensor when called; an epoch
+    visits them in a shuffled order and shuffles the rows within each.
+    """
+
+    def __init__(self, blocks, n_rows):
+        self.blocks, self.n_rows = blocks, n_rows
+
+    def __len__(self):
+        return self.n_rows
+
+
 def run_epoch(module, optimizer, X, *, batch_size, beta, generator):
     """One pass over the rows of X in shuffled mini-batches; returns the mean ELBO.
 
     Each step maximises the beta-ELBO of its batch with one fresh noise draw
     per row, then puts the noise variances back above their floor. The
     returned mean (a 0-d tensor: no device sync per batch) is the plain
-    ELBO, beta = 1, whatever ``beta`` is.
+    ELBO, beta = 1, whatever ``beta`` is. X is a tensor or :class:`Blocks`.
     """
+    if isinstance(X, Blocks):
+        total = 0.0
+        for i in torch.randperm(len(X.blocks), generator=generator).tolist():
+            rows = X.blocks[i]()
+            total += len(rows) * run_epoch(
+                module,
+                optimizer,
+                rows,
+                batch_size=batch_size,
+                beta=beta,
+                generator=generator,
+            )
+        return total / len(X)
     n_samples = X.shape[0]
     total = X.new_zeros(())
     order = torch.randperm(n_samples, generator=generator, device=X.device)
@@ -108,10 +135,16 @@ def train(
         ProgressLine("VAEEstimator", max_iter, unit="epoch") if verbose == 1 else None
     )
     lr_drops_left = LR_DROPS
-    track_training = X_val is None and math.isfinite(n_iter_no_change)
-    training_noise = torch.randn(
-        (len(X), module.n_components), generator=generator, device=X.device
+    # Blocks are judged on the epoch's ELBO: a fixed-noise pass would cost a
+    # second pass over data that may not fit in memory.
+    streamed = isinstance(X, Blocks)
+    track_training = (
+        X_val is None and math.isfinite(n_iter_no_change) and not streamed
     )
+    if not streamed:
+        training_noise = torch.randn(
+            (len(X), module.n_components), generator=generator, device=X.device
+        )
     best_score, best_state, no_improvement = -math.inf, None, 0
     for epoch in range(max_iter):
         elbo = run_epoch(
@@ -171,7 +204,11 @@ def train(
         optimizer.load_state_dict(best_state[1])
     elif not track_training:
         # The last step may have blown up after the last ELBO was taken.
-        final = evaluate(module, X, training_noise).item()
+        if streamed:
+            finite = all(torch.isfinite(p).all() for p in module.parameters())
+            final = 0.0 if finite else math.nan
+        else:
+            final = evaluate(module, X, training_noise).item()
         if not math.isfinite(final):
             _diverged(optimizer, len(history.lower_bounds) - 1, final)
     return history
