@@ -45,11 +45,11 @@ def mixture_block(block_id, n_rows, seed=0):
     return means[labels] + scales[labels] * noise
 
 
-def lazy_mixture(n_samples):
+def lazy_mixture(n_samples, block_rows=BLOCK_ROWS):
     import dask.array as da
 
-    n_blocks = -(-n_samples // BLOCK_ROWS)
-    sizes = [min(BLOCK_ROWS, n_samples - i * BLOCK_ROWS) for i in range(n_blocks)]
+    n_blocks = -(-n_samples // block_rows)
+    sizes = [min(block_rows, n_samples - i * block_rows) for i in range(n_blocks)]
     return da.map_blocks(
         lambda block_info=None: mixture_block(
             block_info[None]["chunk-location"][0],
@@ -61,10 +61,10 @@ def lazy_mixture(n_samples):
     )
 
 
-def in_memory(n_samples):
+def in_memory(n_samples, block_rows=BLOCK_ROWS):
     blocks = [
-        mixture_block(i, min(BLOCK_ROWS, n_samples - start))
-        for i, start in enumerate(range(0, n_samples, BLOCK_ROWS))
+        mixture_block(i, min(block_rows, n_samples - start))
+        for i, start in enumerate(range(0, n_samples, block_rows))
     ]
     return np.concatenate(blocks)
 
@@ -92,8 +92,9 @@ def seconds_per_iteration(X, start):
 def run(quick=False):
     from distributed import Client, LocalCluster
 
-    n_samples, n_memory = (1_000_000, 250_000) if quick else (20_000_000, 2_000_000)
-    X_memory = in_memory(n_memory)
+    n_samples, n_memory = (200_000, 50_000) if quick else (20_000_000, 2_000_000)
+    block_rows = 25_000 if quick else BLOCK_ROWS
+    X_memory = in_memory(n_memory, block_rows)
     start = EMGaussianMixture(N_COMPONENTS, max_iter=0, random_state=0).fit(
         X_memory[:100_000]
     )
@@ -105,7 +106,7 @@ def run(quick=False):
         ) as cluster,
         Client(cluster) as client,
     ):
-        X = lazy_mixture(n_samples)
+        X = lazy_mixture(n_samples, block_rows)
         # The client's own allocations while it drives the fit.
         tracemalloc.start()
         dask_s, dask_gm = seconds_per_iteration(X, start)

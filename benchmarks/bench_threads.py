@@ -1,0 +1,214 @@
+"""Every core: a full-covariance EM iteration at 1 and 2 threads.
+
+make_blobs n=100,000, d=50, K=20 (``random_state=3``), full covariance. Time
+per EM iteration with the initialisation left out, (time of 6 iterations -
+time of 1) / 5, for EMGaussianMixture (float64 and float32 input),
+scikit-learn's GaussianMixture (numpy) from the same start, and pomegranate
+1.1.2 (if installed: ``pip install pomegranate==1.1.2``; float32 tensors, and
+``.double()`` models on float64 tensors, since pomegranate computes in
+float32 otherwise; its own k-means start). Thread counts are set with
+threadpoolctl and ``torch.set_num_threads``; contenders alternate, median of
+3 rounds.
+
+The floor: an iteration's arithmetic is two products of the (K, p + d)
+coefficients with the (p + d, n) second-order features (p = d(d+1)/2), 4 n K
+(p + d) flop, at the dgemm rate measured in the same run at the same thread
+count (a 2000 x 2000 product). Its time over ours is the fraction of the
+floor reached.
+
+Runs in a child process: the benchmark runner pins BLAS to one thread
+through the environment, which would cap the thread counts here.
+
+    python -m benchmarks.bench_threads [--quick]
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+THREADS = (1, 2)
+STEP = "BENCH_THREADS_CHILD"
+
+
+def fit_seconds(make_model, fit):
+    """(time of 6 iterations - time of 1) / 5, and the 6-iteration model."""
+    times, model = {}, None
+    for n_iter in (1, 6):
+        model = make_model(n_iter)
+        begin = time.perf_counter()
+        fit(model)
+        times[n_iter] = time.perf_counter() - begin
+    return (times[6] - times[1]) / 5, model
+
+
+def contenders(X, n_components):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    from sklearn_latent import EMGaussianMixture
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    start = GaussianMixture(n_components, max_iter=1, random_state=0).fit(X[:5000])
+    params = dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=0,
+    )
+
+    def ours(data):
+        return lambda: fit_seconds(
+            lambda n: EMGaussianMixture(n_components, max_iter=n, **params),
+            lambda model: model.fit(data),
+        )
+
+    cases = {
+        "ours float64": ours(X),
+        "ours float32": ours(X.astype(np.float32)),
+        "scikit-learn float64": lambda: fit_seconds(
+            lambda n: GaussianMixture(n_components, max_iter=n, **params),
+            lambda model: model.fit(X),
+        ),
+    }
+    try:
+        import torch
+        from pomegranate.distributions import Normal
+        from pomegranate.gmm import GeneralMixtureModel
+    except ImportError:
+        return cases
+
+    def pomegranate(dtype):
+        tensor = torch.tensor(X, dtype=dtype)
+
+        def model(n_iter):
+            parts = [Normal(covariance_type="full") for _ in range(n_components)]
+            gmm = GeneralMixtureModel(
+                parts, max_iter=n_iter, tol=-np.inf, random_state=3
+            )
+            return gmm.double() if dtype == torch.float64 else gmm
+
+        return lambda: fit_seconds(model, lambda gmm: gmm.fit(tensor))
+
+    cases["pomegranate float32"] = pomegranate(torch.float32)
+    cases["pomegranate float64"] = pomegranate(torch.float64)
+    return cases
+
+
+def dgemm_gflops(size=2000):
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((size, size)), rng.standard_normal((size, size))
+    A @ B
+    best = min(_timed(lambda: A @ B) for _ in range(3))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn):
+    begin = time.perf_counter()
+    fn()
+    return time.perf_counter() - begin
+
+
+def measure(quick):
+    """In the child: {threads: {case: seconds}} and dgemm rates."""
+    from sklearn.datasets import make_blobs
+    from threadpoolctl import threadpool_limits
+
+    n_samples, n_features, n_components = (
+        (10_000, 10, 3) if quick else (100_000, 50, 20)
+    )
+    X, _ = make_blobs(n_samples, n_features, centers=n_components, random_state=3)
+    cases = contenders(X, n_components)
+    seconds = {t: {name: [] for name in cases} for t in THREADS}
+    gflops = {}
+    for _ in range(1 if quick else 3):
+        for threads in THREADS:
+            with threadpool_limits(threads):
+                _torch_threads(threads)
+                gflops.setdefault(threads, dgemm_gflops())
+                for name, run_case in cases.items():
+                    seconds[threads][name].append(run_case()[0])
+    p = n_features * (n_features + 1) // 2
+    flop = 4 * n_samples * n_components * (p + n_features)
+    return {
+        "shape": [n_samples, n_features, n_components],
+        "flop": flop,
+        "gflops": gflops,
+        "seconds": {
+            t: {name: statistics.median(v) for name, v in cases_.items()}
+            for t, cases_ in seconds.items()
+        },
+    }
+
+
+def _torch_threads(threads):
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+
+
+def run(quick=False):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env[STEP] = "1"
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_threads", *(["--quick"] * quick)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    n, d, k = result["shape"]
+    rows = []
+    for threads, cases in result["seconds"].items():
+        floor_s = result["flop"] / (result["gflops"][threads] * 1e9)
+        ours = cases["ours float64"]
+        for name, seconds in cases.items():
+            if name == "ours float64":
+                continue
+            rows.append(
+                {
+                    "benchmark": "threads",
+                    "case": f"GMM full n={n} d={d} K={k} {threads} thread(s)",
+                    "reference": name,
+                    "unit": (
+                        f"s/iteration, ours float64; floor {floor_s:.3f} s at "
+                        f"{result['gflops'][threads]:.0f} GFLOP/s dgemm: "
+                        f"ours at {floor_s / ours:.0%} of it"
+                    ),
+                    "threads": int(threads),
+                    "ours_s": ours,
+                    "ref_s": seconds,
+                    "speedup": seconds / ours,
+                    "floor_s": floor_s,
+                }
+            )
+    one, two = result["seconds"]["1"], result["seconds"]["2"]
+    rows.append(
+        {
+            "benchmark": "threads",
+            "case": f"GMM full n={n} d={d} K={k} scaling 1 -> 2 threads",
+            "reference": "ours float64 at 1 thread",
+            "unit": "s/iteration, ours float64 at 2 threads",
+            "ours_s": two["ours float64"],
+            "ref_s": one["ours float64"],
+            "speedup": one["ours float64"] / two["ours float64"],
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    if os.environ.get(STEP):
+        print(json.dumps(measure(quick="--quick" in sys.argv)))
+    else:
+        from benchmarks.__main__ import print_table
+
+        print_table(run(quick="--quick" in sys.argv))
