@@ -34,6 +34,7 @@ MIN_TESTS = [
     "tests/test_factor_analysis.py",
     "tests/test_common.py",
     "tests/test_packaging.py",
+    "tests/test_theory.py",
     "sklearn_latent/_em.py",
     "sklearn_latent/_gaussian_mixture.py",
     "sklearn_latent/_gaussian_kernels.py",
