@@ -6,13 +6,19 @@
     python3 dev.py test-min [ARGS...]  # the EM tests on the lowest supported
                                        # numpy, scipy and scikit-learn (no torch)
     python3 dev.py bench [ARGS...]     # the benchmarks (python -m benchmarks)
+    python3 dev.py docs [--quick] [SPHINX-OPTIONS...]
+                                       # the documentation site, HTML in
+                                       # docs/_build/html, warnings as errors;
+                                       # --quick builds the gallery's pages
+                                       # without running the examples
 
 Needs only Python 3.10+. The first run creates ``.venv`` beside this file and
 installs the package with its extras (the CPU build of torch where one is
 available); later runs reuse it and reinstall only when pyproject.toml changed.
 ``test-min`` does the same in ``.venv-min`` with numpy, scipy and scikit-learn
 pinned to the floors that pyproject.toml declares (wheels only: the floors are
-the oldest releases with wheels for Python 3.11).
+the oldest releases with wheels for Python 3.11). ``docs`` uses ``.venv-docs``,
+with the package, torch and the ``docs`` extra (Sphinx and its extensions).
 """
 
 import hashlib
@@ -83,13 +89,41 @@ def ensure_venv(path, install):
     return python
 
 
-def install_full(pip):
+def install_torch(pip):
     # torch first, on its own: a CPU build where pip can find one (a plain
     # `pip install torch` would pull a multi-GB CUDA build on Linux).
     if run(*pip, TORCH) != 0 and run(*pip, TORCH, "--index-url", CPU_WHEELS) != 0:
         sys.exit(f"could not install {TORCH}; set SKLEARN_LATENT_TORCH to another spec")
+
+
+def install_full(pip):
+    install_torch(pip)
     if run(*pip, "-e", ".[demo,test]") != 0:
         sys.exit("could not install sklearn-latent into .venv")
+
+
+def install_docs(pip):
+    install_torch(pip)
+    if run(*pip, "-e", ".[docs]") != 0:
+        sys.exit("could not install sklearn-latent[docs] into .venv-docs")
+
+
+def build_docs(python, args):
+    """Sphinx's HTML build, warnings as errors; returns its exit status."""
+    sphinx = ["-m", "sphinx", "-W", "--keep-going", "-b", "html"]
+    if "--quick" in args:
+        args = [arg for arg in args if arg != "--quick"]
+        # The gallery's pages without running the examples, in their own
+        # output folders so that a later full build is not mistaken for done.
+        sphinx += ["-D", "plot_gallery=0", "-d", "docs/_build/quick-doctrees"]
+        out = "docs/_build/quick-html"
+    else:
+        sphinx += ["-d", "docs/_build/doctrees"]
+        out = "docs/_build/html"
+    status = run(python, *sphinx, *args, "docs", out)
+    if status == 0:
+        print(f"Open {ROOT / out / 'index.html'}")
+    return status
 
 
 def install_minimum(pip):
@@ -112,12 +146,15 @@ def main(argv):
         "test": (".venv", install_full, ["-m", "pytest", "-q"]),
         "test-min": (".venv-min", install_minimum, ["-m", "pytest", "-q", *MIN_TESTS]),
         "bench": (".venv", install_full, ["-m", "benchmarks"]),
+        "docs": (".venv-docs", install_docs, None),
     }
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
     path, install, args = commands[argv[0]]
     python = ensure_venv(ROOT / path, install)
+    if argv[0] == "docs":
+        return build_docs(python, argv[1:])
     return run(python, *args, *argv[1:])
 
 
