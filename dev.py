@@ -51,6 +51,8 @@ MIN_TESTS = [
     "not VAE",
 ]
 PINNED = ("numpy", "scipy", "scikit-learn")
+# The versions of Sphinx and its extensions that the docs build was tested with.
+DOCS_CONSTRAINTS = "docs/constraints.txt"
 # scikit-learn 1.6's parametrize_with_checks hands pytest a generator, which
 # pytest deprecates for removal in pytest 10.
 MIN_EXTRA = ["pytest<10"]
@@ -72,15 +74,17 @@ def run(*cmd, **kwargs):
     return subprocess.run([str(c) for c in cmd], cwd=ROOT, **kwargs).returncode
 
 
-def ensure_venv(path, install):
+def ensure_venv(path, install, pinned=()):
     """A virtual environment at ``path``, (re)installed by ``install(pip)`` when
-    pyproject.toml or the torch requirement changed."""
+    pyproject.toml, the torch requirement or a ``pinned`` file changed."""
     python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if not python.exists():
         venv.EnvBuilder(with_pip=True).create(path)
     stamp = path / ".sklearn-latent-installed"
     digest = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + f"{TORCH} {MIN_EXTRA}".encode()
+        (ROOT / "pyproject.toml").read_bytes()
+        + f"{TORCH} {MIN_EXTRA}".encode()
+        + b"".join((ROOT / name).read_bytes() for name in pinned)
     ).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return python
@@ -104,7 +108,7 @@ def install_full(pip):
 
 def install_docs(pip):
     install_torch(pip)
-    if run(*pip, "-e", ".[docs]") != 0:
+    if run(*pip, "-e", ".[docs]", "-c", DOCS_CONSTRAINTS) != 0:
         sys.exit("could not install sklearn-latent[docs] into .venv-docs")
 
 
@@ -152,9 +156,10 @@ def main(argv):
         print(__doc__)
         return 2
     path, install, args = commands[argv[0]]
-    python = ensure_venv(ROOT / path, install)
     if argv[0] == "docs":
+        python = ensure_venv(ROOT / path, install, pinned=[DOCS_CONSTRAINTS])
         return build_docs(python, argv[1:])
+    python = ensure_venv(ROOT / path, install)
     return run(python, *args, *argv[1:])
 
 
