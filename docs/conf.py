@@ -72,6 +72,7 @@ def setup(app):
 # publish the site). Offline, references such as
 # :class:`sklearn.mixture.GaussianMixture` render as code without a link.
 intersphinx_mapping = {}
+intersphinx_timeout = 10
 if os.environ.get("SKLEARN_LATENT_INTERSPHINX") == "1":
     intersphinx_mapping = {
         "python": ("https://docs.python.org/3", None),
