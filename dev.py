@@ -6,13 +6,19 @@
     python3 dev.py test-min [ARGS...]  # the EM tests on the lowest supported
                                        # numpy, scipy and scikit-learn (no torch)
     python3 dev.py bench [ARGS...]     # the benchmarks (python -m benchmarks)
+    python3 dev.py docs [--quick] [SPHINX-OPTIONS...]
+                                       # the documentation site, HTML in
+                                       # docs/_build/html, warnings as errors;
+                                       # --quick builds the gallery's pages
+                                       # without running the examples
 
 Needs only Python 3.10+. The first run creates ``.venv`` beside this file and
 installs the package with its extras (the CPU build of torch where one is
 available); later runs reuse it and reinstall only when pyproject.toml changed.
 ``test-min`` does the same in ``.venv-min`` with numpy, scipy and scikit-learn
 pinned to the floors that pyproject.toml declares (wheels only: the floors are
-the oldest releases with wheels for Python 3.11).
+the oldest releases with wheels for Python 3.11). ``docs`` uses ``.venv-docs``,
+with the package, torch and the ``docs`` extra (Sphinx and its extensions).
 """
 
 import hashlib
@@ -35,6 +41,7 @@ MIN_TESTS = [
     "tests/test_common.py",
     "tests/test_packaging.py",
     "tests/test_progress.py",
+    "tests/test_theory.py",
     "sklearn_latent/_em.py",
     "sklearn_latent/_gaussian_mixture.py",
     "sklearn_latent/_gaussian_kernels.py",
@@ -46,6 +53,8 @@ MIN_TESTS = [
     "not VAE",
 ]
 PINNED = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl")
+# The versions of Sphinx and its extensions that the docs build was tested with.
+DOCS_CONSTRAINTS = "docs/constraints.txt"
 # scikit-learn 1.6's parametrize_with_checks hands pytest a generator, which
 # pytest deprecates for removal in pytest 10.
 MIN_EXTRA = ["pytest<10"]
@@ -67,15 +76,17 @@ def run(*cmd, **kwargs):
     return subprocess.run([str(c) for c in cmd], cwd=ROOT, **kwargs).returncode
 
 
-def ensure_venv(path, install):
+def ensure_venv(path, install, pinned=()):
     """A virtual environment at ``path``, (re)installed by ``install(pip)`` when
-    pyproject.toml or the torch requirement changed."""
+    pyproject.toml, the torch requirement or a ``pinned`` file changed."""
     python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if not python.exists():
         venv.EnvBuilder(with_pip=True).create(path)
     stamp = path / ".sklearn-latent-installed"
     digest = hashlib.sha256(
-        (ROOT / "pyproject.toml").read_bytes() + f"{TORCH} {MIN_EXTRA}".encode()
+        (ROOT / "pyproject.toml").read_bytes()
+        + f"{TORCH} {MIN_EXTRA}".encode()
+        + b"".join((ROOT / name).read_bytes() for name in pinned)
     ).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return python
@@ -84,14 +95,42 @@ def ensure_venv(path, install):
     return python
 
 
-def install_full(pip):
+def install_torch(pip):
     # torch first, on its own: a CPU build where pip can find one (a plain
     # `pip install torch` would pull a multi-GB CUDA build on Linux).
     if run(*pip, TORCH) != 0 and run(*pip, TORCH, "--index-url", CPU_WHEELS) != 0:
         sys.exit(f"could not install {TORCH}; set SKLEARN_LATENT_TORCH to another spec")
+
+
+def install_full(pip):
+    install_torch(pip)
     # dask-ml: the tests check that its Incremental wrapper drives partial_fit.
     if run(*pip, "-e", ".[demo,test,dask]", "dask-ml") != 0:
         sys.exit("could not install sklearn-latent into .venv")
+
+
+def install_docs(pip):
+    install_torch(pip)
+    if run(*pip, "-e", ".[docs]", "-c", DOCS_CONSTRAINTS) != 0:
+        sys.exit("could not install sklearn-latent[docs] into .venv-docs")
+
+
+def build_docs(python, args):
+    """Sphinx's HTML build, warnings as errors; returns its exit status."""
+    sphinx = ["-m", "sphinx", "-W", "--keep-going", "-b", "html"]
+    if "--quick" in args:
+        args = [arg for arg in args if arg != "--quick"]
+        # The gallery's pages without running the examples, in their own
+        # output folders so that a later full build is not mistaken for done.
+        sphinx += ["-D", "plot_gallery=0", "-d", "docs/_build/quick-doctrees"]
+        out = "docs/_build/quick-html"
+    else:
+        sphinx += ["-d", "docs/_build/doctrees"]
+        out = "docs/_build/html"
+    status = run(python, *sphinx, *args, "docs", out)
+    if status == 0:
+        print(f"Open {ROOT / out / 'index.html'}")
+    return status
 
 
 def install_minimum(pip):
@@ -114,11 +153,15 @@ def main(argv):
         "test": (".venv", install_full, ["-m", "pytest", "-q"]),
         "test-min": (".venv-min", install_minimum, ["-m", "pytest", "-q", *MIN_TESTS]),
         "bench": (".venv", install_full, ["-m", "benchmarks"]),
+        "docs": (".venv-docs", install_docs, None),
     }
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
     path, install, args = commands[argv[0]]
+    if argv[0] == "docs":
+        python = ensure_venv(ROOT / path, install, pinned=[DOCS_CONSTRAINTS])
+        return build_docs(python, argv[1:])
     python = ensure_venv(ROOT / path, install)
     return run(python, *args, *argv[1:])
 

@@ -169,10 +169,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Whether the gain fell below ``tol``.
 
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during :meth:`fit`.
 
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`, where X has string names.
+        Names of features seen during :meth:`fit`, where X has string names.
 
     See Also
     --------
