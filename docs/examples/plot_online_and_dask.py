@@ -21,6 +21,7 @@ memory, all built on the same statistics, which add over blocks of rows:
 # Batches of 2,000 rows arrive from a known mixture of four Gaussians. Each
 # ``partial_fit`` blends the batch's statistics into running ones; the
 # held-out log-likelihood approaches that of batch EM on all the rows.
+import dask.array as da
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -76,8 +77,6 @@ print(
 # gathers the rows (the start uses a uniform sample of at most 10,000 of
 # them). From the same initial parameters it equals the numpy fit to
 # rounding. Outputs for dask input are lazy dask arrays chunked like X.
-import dask.array as da
-
 X_dask = da.from_array(X_all, chunks=10_000)
 start = dict(
     weights_init=batch_em.weights_,
