@@ -1,12 +1,13 @@
 """Every core: a full-covariance EM iteration at 1 and 2 threads.
 
-make_blobs n=100,000, d=50, K=20 (``random_state=3``), full covariance. Time
+make_blobs n=100,000, d=50, K=20 (``random_state=0``), full covariance. Time
 per EM iteration with the initialisation left out, (time of 6 iterations -
 time of 1) / 5, for EMGaussianMixture (float64 and float32 input),
 scikit-learn's GaussianMixture (numpy) from the same start, and pomegranate
 1.1.2 (if installed: ``pip install pomegranate==1.1.2``; float32 tensors, and
 ``.double()`` models on float64 tensors, since pomegranate computes in
-float32 otherwise; its own k-means start). Thread counts are set with
+float32 otherwise; its own k-means start, ``random_state=3``: seeds 0-2 make
+it crash on this data). Thread counts are set with
 threadpoolctl and ``torch.set_num_threads``; contenders alternate, median of
 3 rounds.
 
@@ -122,7 +123,7 @@ def measure(quick):
     n_samples, n_features, n_components = (
         (10_000, 10, 3) if quick else (100_000, 50, 20)
     )
-    X, _ = make_blobs(n_samples, n_features, centers=n_components, random_state=3)
+    X, _ = make_blobs(n_samples, n_features, centers=n_components, random_state=0)
     cases = contenders(X, n_components)
     seconds = {t: {name: [] for name in cases} for t in THREADS}
     gflops = {}
@@ -162,8 +163,9 @@ def run(quick=False):
         env=env,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if child.returncode:
+        raise RuntimeError(f"bench_threads' child failed:\n{child.stderr[-3000:]}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
     n, d, k = result["shape"]
     rows = []

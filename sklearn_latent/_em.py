@@ -406,6 +406,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return -2 * self.score(X) * _num_samples(X) + 2 * self._n_parameters()
 
     # ------------------------------------------------------------- verbose
+    # What one iteration of the loop is, as the progress line counts it.
+    _step_unit = "it"
+
     def _progress_line(self, stage=None, total=None, unit="it"):
         """The live line of ``verbose=1`` for one run, None at other levels.
 
@@ -426,7 +429,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             # Without iterations there is nothing to show.
             if self.max_iter:
                 stage = f"restart {init + 1}/{n_init}" if n_init > 1 else None
-                self._progress = self._progress_line(stage)
+                self._progress = self._progress_line(stage, unit=self._step_unit)
         elif self.verbose:
             print(f"Initialization {init}")
             self._init_time = self._iter_time = perf_counter()

@@ -586,6 +586,10 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.n_batch_iter_ += 1
         return log_likelihood
 
+    @property
+    def _step_unit(self):
+        return "pass" if self.learning_method == "online" else "it"
+
     def _iterate(self, data):
         if self.learning_method == "batch":
             return super()._iterate(data)

@@ -176,3 +176,14 @@ def test_time_left_assumes_every_step_at_the_mean_pace():
     line = ProgressLine("job", total=4)
     line.step = 1
     assert line._text(line.start + 30) == "job: 1/4 it [00:30<01:30]"
+
+
+def test_online_fits_count_passes(every_update, monkeypatch):
+    log = stderr(monkeypatch, io.StringIO())
+    fit(
+        EMGaussianMixture(
+            2, learning_method="online", batch_size=50, random_state=0, verbose=1
+        )
+    )
+    lines = log.getvalue().splitlines()
+    assert lines and all(" pass" in line for line in lines)
