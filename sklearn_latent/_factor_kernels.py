@@ -354,9 +354,12 @@ def _top_eigen(matrix, n_components, svd_method, iterated_power, random_state):
     if n_components == 0:
         return np.zeros(0), np.zeros((n_features, 0))
     if svd_method == "lapack":
-        values, vectors = linalg.eigh(
-            matrix, subset_by_index=[n_features - n_components, n_features - 1]
-        )
+        # SciPy 1.9's syevr, asked for every eigenvalue as a subset, writes
+        # past its buffers: ask for the whole spectrum plainly instead.
+        subset = [n_features - n_components, n_features - 1]
+        if n_components == n_features:
+            subset = None
+        values, vectors = linalg.eigh(matrix, subset_by_index=subset)
         return values[::-1], vectors[:, ::-1]
     _, values, vectors_t = randomized_svd(
         matrix, n_components, n_iter=iterated_power, random_state=random_state
