@@ -256,18 +256,24 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         memory one row of a chunk needs in temporaries: chunks are sized by
         scikit-learn's ``working_memory`` setting, capped at ``MAX_CHUNK_ROWS``.
         """
-        n_samples = X.shape[0]
-        chunk_rows = get_chunk_n_rows(row_bytes, max_n_rows=MAX_CHUNK_ROWS)
         total = None
-        for rows in gen_batches(n_samples, chunk_rows):
-            weight = None if sample_weight is None else sample_weight[rows]
-            stats = chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
+        for chunks in BaseEM._chunks(row_bytes, X, sample_weight, *arrays):
+            stats = chunk_statistics(*chunks)
             if total is None:
                 total = list(stats)
             else:
                 for i, value in enumerate(stats):
                     total[i] += value
         return tuple(total)
+
+    @staticmethod
+    def _chunks(row_bytes, X, *arrays):
+        """Yield (X_chunk, *array_chunks): the same rows of X and of each of
+        ``arrays`` (row-aligned arrays or None), chunked as in
+        :meth:`_sum_over_chunks`."""
+        chunk_rows = get_chunk_n_rows(row_bytes, max_n_rows=MAX_CHUNK_ROWS)
+        for rows in gen_batches(X.shape[0], chunk_rows):
+            yield X[rows], *(None if a is None else a[rows] for a in arrays)
 
     # ------------------------------------------------------ public methods
     def score_samples(self, X):

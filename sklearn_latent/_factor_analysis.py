@@ -16,6 +16,7 @@ from ._factor_kernels import (
     _centred_rows,
     _covariance,
     _DenseScatter,
+    _extreme_projections,
     _log_likelihood_samples,
     _maximize,
     _maximize_profile,
@@ -60,12 +61,14 @@ SHIFT_ROWS = 1000
 class _Moments(NamedTuple):
     """What EM needs of the data: total weight, weighted mean, scatter (a
     _DenseScatter or _ThinScatter) and the number of rows of positive
-    weight."""
+    weight; and the data, read once more at the end for the factors' signs."""
 
     total_weight: float
     mean: np.ndarray
     scatter: object
     n_rows: int
+    X: np.ndarray
+    sample_weight: np.ndarray
 
 
 class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
@@ -79,7 +82,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     would cost more than the data, EM works on the centred data instead:
     O(n_samples n_features n_components) per iteration and
     O(n_samples n_features) memory; nothing of size n_features^2 is built
-    (but by :meth:`get_covariance` and :meth:`get_precision`).
+    (but by :meth:`get_covariance` and :meth:`get_precision`). A last pass
+    over the data gives the factors scikit-learn's signs.
 
     Iterations are accelerated by SQUAREM, with a fall back to plain EM
     steps, so the log-likelihood never decreases. Where EM
@@ -157,7 +161,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     ----------
     components_ : ndarray of shape (n_components, n_features)
         Loadings W, rows orthogonal under the noise precision, ordered by
-        decreasing variance they explain (unless rotated).
+        decreasing variance they explain, with scikit-learn's signs: of each
+        factor's scores on the training data, (x - mean) Psi^-1 w, the one of
+        largest magnitude is positive (FactorAnalysis's randomized SVD flips
+        its sample-side singular vectors so). A rotation, if any, is applied
+        after that.
 
     noise_variance_ : ndarray of shape (n_features,)
         Noise variance of each feature (all equal when isotropic).
@@ -283,9 +291,16 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     # ------------------------------------------------------------ fitting
     def _finalize(self, moments):
         del self._n_m_steps
-        self.components_ = _canonical_orientation(
-            self.components_, self.noise_variance_
-        )
+        components = _canonical_orientation(self.components_, self.noise_variance_)
+        # scikit-learn's signs: one more pass over the data, to find each
+        # factor's score of largest magnitude.
+        directions = (components / self.noise_variance_).T
+        extremes = np.zeros(len(components))
+        row_bytes = 8 * len(self.mean_)
+        for X, weight in self._chunks(row_bytes, moments.X, moments.sample_weight):
+            chunk = _extreme_projections(X, self.mean_, directions, weight)
+            extremes = np.where(np.abs(chunk) > np.abs(extremes), chunk, extremes)
+        self.components_ = np.where(extremes < 0, -1.0, 1.0)[:, None] * components
         if self.rotation is not None:
             self.components_ = _orthogonal_rotation(self.components_, self.rotation)
         # Each E-step scores the parameters before its M-step: shift the
@@ -391,7 +406,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "not matter)."
             )
         n_rows = n_samples if sample_weight is None else np.count_nonzero(sample_weight)
-        return _Moments(total_weight, mean, scatter, n_rows)
+        return _Moments(total_weight, mean, scatter, n_rows, X, sample_weight)
 
     def _initialize(self, moments, random_state):
         n_features = len(moments.mean)

@@ -21,7 +21,7 @@ O(n_samples n_features n_components)). The kernels below take either.
 
 import numpy as np
 from scipy import linalg, optimize
-from sklearn.utils.extmath import randomized_svd, svd_flip
+from sklearn.utils.extmath import randomized_svd
 
 LOG_2PI = np.log(2 * np.pi)
 # The thin scatter's top eigenpairs come exactly from its Gram matrix, in
@@ -579,8 +579,8 @@ def _canonical_orientation(components, noise_variance):
     """Rotate the loadings (an equivalent solution) to a reproducible form.
 
     Rows become orthogonal under diag(psi)^-1, ordered by decreasing norm
-    there, with the largest entry of each (whitened) row positive, as
-    scikit-learn's FactorAnalysis reports them. Rows the data do not need
+    there, as scikit-learn's FactorAnalysis reports them; their signs are
+    left to :func:`_extreme_projections`. Rows the data do not need
     (numerically zero) become exactly zero.
 
     Returns
@@ -591,9 +591,37 @@ def _canonical_orientation(components, noise_variance):
         return components
     root = np.sqrt(noise_variance)
     _, values, vectors_t = linalg.svd(components / root, full_matrices=False)
-    _, vectors_t = svd_flip(None, vectors_t, u_based_decision=False)
     values[values <= len(values) * np.finfo(np.float64).eps * values.max(initial=0)] = 0
     return values[:, np.newaxis] * vectors_t * root
+
+
+def _extreme_projections(X, mean, directions, sample_weight):
+    """Per direction, the projection of largest magnitude among the rows.
+
+    Factor j's sample-side singular vector is proportional to
+    (X - mean) diag(psi)^-1 w_j: scikit-learn's FactorAnalysis (randomized
+    SVD, ``svd_flip`` on the sample side) makes its entry of largest
+    magnitude positive. Rows of zero weight take no part, so that integer
+    weights give the signs of repeated rows. Ties go to the first row, as
+    ``svd_flip``'s argmax.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    mean : ndarray of shape (n_features,)
+    directions : ndarray of shape (n_features, n_components)
+        diag(psi)^-1 W^T.
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    Returns
+    -------
+    extremes : ndarray of shape (n_components,)
+    """
+    projections = (X - mean) @ directions
+    if sample_weight is not None:
+        projections[sample_weight == 0] = 0.0
+    rows = np.argmax(np.abs(projections), axis=0)
+    return projections[rows, np.arange(projections.shape[1])]
 
 
 def _orthogonal_rotation(components, method, tol=1e-6, max_iter=100):
