@@ -491,12 +491,17 @@ def _top_eigen(
     if n_components == 0:
         return np.zeros(0), np.zeros((n_features, 0))
     if svd_method == "lapack":
-        # SciPy 1.9's syevr, asked for every eigenvalue as a subset, writes
-        # past its buffers: ask for the whole spectrum plainly instead.
-        subset = [n_features - n_components, n_features - 1]
-        if n_components == n_features:
-            subset = None
-        values, vectors = linalg.eigh(matrix, subset_by_index=subset)
+        first = n_features - n_components
+        if 5 * n_components < n_features:
+            # A few eigenpairs: LAPACK's syevr finds just those, faster.
+            values, vectors = linalg.eigh(
+                matrix, subset_by_index=[first, n_features - 1]
+            )
+        else:
+            # Many: the whole spectrum (syevd) costs less. (SciPy 1.9's syevr,
+            # asked for every eigenvalue as a subset, writes past its buffers.)
+            values, vectors = np.linalg.eigh(matrix)
+            values, vectors = values[first:], vectors[:, first:]
         return values[::-1], vectors[:, ::-1]
     _, values, vectors_t = randomized_svd(
         matrix, n_components, n_iter=iterated_power, random_state=random_state

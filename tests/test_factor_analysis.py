@@ -379,7 +379,11 @@ def test_log_likelihood_never_decreases(seed):
         sample_weight=weight,
     )
     assert np.all(np.isfinite(fa.lower_bounds_))
-    assert is_monotone(fa.lower_bounds_)
+    # With noise at its floor (a Heywood case) the log-likelihood is exact
+    # only to ~n_features * eps / floor (see the property test below): equal
+    # parameters rotated score that far apart.
+    rounding = n_features * np.finfo(float).eps / fa_module.RELATIVE_NOISE_FLOOR
+    assert is_monotone(fa.lower_bounds_, atol=rounding)
 
 
 def test_reads_the_data_twice(monkeypatch):
