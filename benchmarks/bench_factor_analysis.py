@@ -8,9 +8,17 @@ n=100,000 and checks that ours reaches scikit-learn's final score (mean
 log-likelihood per sample) within 1e-4 nats. The scaling cases show how the
 cost grows with n: scikit-learn runs an SVD of the whole data at every
 iteration; ours reads the data once (``pass_s``: a fit with max_iter=0, the
-pass and the start) and then iterates on a d x d matrix, at a cost that does
-not depend on n. Peak memory is what Python's allocators (numpy included)
-report during one fit.
+pass, the start and the last pass) and then iterates on a d x d matrix, at a
+cost that does not depend on n; a last pass over the data gives the factors
+scikit-learn's signs. Peak memory is what Python's allocators (numpy
+included) report during one fit.
+
+The wide cases have fewer samples than features (n x d = 400 x 4,096, as
+scikit-learn's faces example, 200 x 20,000 and 100 x 100,000), where ours
+iterates on the centred data instead of a d x d matrix. Their scores are
+computed by our O(n d k) formula for both fits: scikit-learn's ``score``
+builds the d x d precision (75 GiB at d=100,000). ``peak_ratio``: our peak
+memory over scikit-learn's.
 
 The Heywood cases fit scikit-learn's "Model selection with Probabilistic PCA
 and Factor Analysis" data (n=500, d=25, rank 5, k=0..25) and 1000 x 50 data of
@@ -29,19 +37,20 @@ from sklearn.decomposition import FactorAnalysis
 
 from benchmarks._timing import compare, peak_memory, timed
 from sklearn_latent import EMFactorAnalysis
+from sklearn_latent._factor_kernels import _log_likelihood_samples
 
 N_FEATURES, N_COMPONENTS = 100, 10
 MB = 2**20
 
 
-def fa_data(n_samples, seed=0):
+def fa_data(n_samples, n_features=N_FEATURES, n_components=N_COMPONENTS, seed=0):
     """Samples of x = W z + mean + noise with a fixed random model."""
     rng = np.random.default_rng(seed)
-    components = rng.normal(size=(N_COMPONENTS, N_FEATURES))
-    noise_variance = rng.uniform(0.5, 2.0, size=N_FEATURES)
-    mean = rng.normal(size=N_FEATURES)
-    X = rng.normal(size=(n_samples, N_COMPONENTS)) @ components + mean
-    X += rng.normal(size=(n_samples, N_FEATURES)) * np.sqrt(noise_variance)
+    components = rng.normal(size=(n_components, n_features))
+    noise_variance = rng.uniform(0.5, 2.0, size=n_features)
+    mean = rng.normal(size=n_features)
+    X = rng.normal(size=(n_samples, n_components)) @ components + mean
+    X += rng.normal(size=(n_samples, n_features)) * np.sqrt(noise_variance)
     return X
 
 
@@ -81,6 +90,57 @@ def compare_fits(case, n_samples, repeats, benchmark="factor_analysis"):
         "ours_peak_mb": peak_memory(ours) / MB,
         "ref_peak_mb": peak_memory(reference) / MB,
     }
+
+
+def compare_wide(n_samples, n_features, n_components, repeats):
+    """One row: fewer samples than features, both with their defaults."""
+    X = fa_data(n_samples, n_features, n_components)
+
+    def ours():
+        return EMFactorAnalysis(n_components).fit(X)
+
+    def reference():
+        return FactorAnalysis(n_components).fit(X)
+
+    def score(fitted):
+        return _log_likelihood_samples(
+            X, fitted.mean_, fitted.components_, fitted.noise_variance_
+        ).mean()
+
+    result = compare(ours, reference, repeats=repeats)
+    fitted, ref_fitted = result["ours_result"], result["ref_result"]
+    ours_score, ref_score = score(fitted), score(ref_fitted)
+    ours_peak, ref_peak = peak_memory(ours) / MB, peak_memory(reference) / MB
+    return {
+        "benchmark": "factor_analysis_wide",
+        "case": f"FA wide n={n_samples} d={n_features} k={n_components}",
+        "reference": "sklearn FactorAnalysis (defaults)",
+        "unit": "s/fit",
+        "n_samples": n_samples,
+        "n_features": n_features,
+        "ours_s": result["ours_s"],
+        "ref_s": result["ref_s"],
+        "speedup": result["speedup"],
+        "ours_score": ours_score,
+        "ref_score": ref_score,
+        "reached": bool(ours_score >= ref_score - 1e-4),
+        "ours_n_iter": fitted.n_iter_,
+        "ref_n_iter": ref_fitted.n_iter_,
+        "ours_peak_mb": ours_peak,
+        "ref_peak_mb": ref_peak,
+        "peak_ratio": ours_peak / ref_peak,
+    }
+
+
+def wide_rows(quick=False):
+    """400 x 4,096 (k=6), 200 x 20,000 (k=10) and 100 x 100,000 (k=5)."""
+    if quick:
+        return [compare_wide(100, 2_000, 5, repeats=1)]
+    return [
+        compare_wide(400, 4_096, 6, repeats=5),
+        compare_wide(200, 20_000, 10, repeats=5),
+        compare_wide(100, 100_000, 5, repeats=3),
+    ]
 
 
 def model_selection_data(n_samples, n_features, rank, seed=42):
@@ -141,7 +201,8 @@ def heywood_rows(quick=False):
 
 
 def run(quick: bool = False) -> list[dict]:
-    """Main case, scaling cases and Heywood cases; one dict per row."""
+    """Main case, scaling cases, wide cases and Heywood cases; one dict per
+    row."""
     main_n = 10_000 if quick else 100_000
     scaling = [1_000, 5_000] if quick else [1_000, 10_000, 300_000, 1_000_000]
     with warnings.catch_warnings():
@@ -153,6 +214,7 @@ def run(quick: bool = False) -> list[dict]:
             rows.append(
                 compare_fits("scaling", n_samples, repeats, "factor_analysis_scaling_n")
             )
+        rows += wide_rows(quick)
         rows += heywood_rows(quick)
     return rows
 
@@ -161,6 +223,7 @@ def print_table(rows):
     formats = {
         "case": "{}",
         "n_samples": "{:d}",
+        "n_features": "{:d}",
         "ours_s": "{:.3f}",
         "ref_s": "{:.2f}",
         "speedup": "{:.1f}",
@@ -172,6 +235,7 @@ def print_table(rows):
         "reached": "{}",
         "ours_peak_mb": "{:.1f}",
         "ref_peak_mb": "{:.1f}",
+        "peak_ratio": "{:.2f}",
     }
     table = [list(formats)]
     table += [
@@ -184,5 +248,5 @@ def print_table(rows):
 
 
 if __name__ == "__main__":
-    print(f"d={N_FEATURES}, k={N_COMPONENTS}; times are medians, in seconds")
+    print(f"d={N_FEATURES}, k={N_COMPONENTS} unless said; medians, in seconds")
     print_table(run(quick="--quick" in sys.argv))

@@ -304,6 +304,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     total[i] += value
         return tuple(total)
 
+    @staticmethod
+    def _chunks(row_bytes, X, *arrays):
+        """Yield (X_chunk, *array_chunks): the same rows of X and of each of
+        ``arrays`` (row-aligned arrays or None), chunked as in
+        :meth:`_sum_over_chunks`."""
+        for rows in gen_batches(X.shape[0], rows_per_chunk(row_bytes)):
+            yield X[rows], *(None if a is None else a[rows] for a in arrays)
+
     # ------------------------------------------------------ public methods
     def _map_rows(self, method, X, n_columns=None, dtype=None):
         """``method(X)`` on validated rows; for a dask X, a lazy dask array of

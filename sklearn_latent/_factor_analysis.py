@@ -13,7 +13,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._em import BaseEM
 from ._factor_kernels import (
     _canonical_orientation,
+    _centred_rows,
     _covariance,
+    _DenseScatter,
+    _extreme_projections,
     _log_likelihood_samples,
     _maximize,
     _maximize_profile,
@@ -27,6 +30,7 @@ from ._factor_kernels import (
     _profile,
     _smc_noise_variance,
     _squarem_extrapolate,
+    _ThinScatter,
 )
 from ._utils import Interval, StrOptions
 
@@ -55,11 +59,16 @@ SHIFT_ROWS = 1000
 
 
 class _Moments(NamedTuple):
-    """What EM needs of the data: total weight, weighted mean and scatter."""
+    """What EM needs of the data: total weight, weighted mean, scatter (a
+    _DenseScatter or _ThinScatter) and the number of rows of positive
+    weight; and the data, read once more at the end for the factors' signs."""
 
     total_weight: float
     mean: np.ndarray
-    scatter: np.ndarray
+    scatter: object
+    n_rows: int
+    X: np.ndarray
+    sample_weight: np.ndarray
 
 
 class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
@@ -69,8 +78,15 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     analysis when Psi is diagonal, probabilistic PCA when Psi = sigma^2 I.
     One pass over the data gives the weighted mean and scatter matrix; after
     it each EM iteration costs O(n_features^2 n_components), whatever the
-    number of samples. Iterations are accelerated by SQUAREM, with a fall
-    back to plain EM steps, so the log-likelihood never decreases. Where EM
+    number of samples. With fewer samples than features, where that matrix
+    would cost more than the data, EM works on the centred data instead:
+    O(n_samples n_features n_components) per iteration and
+    O(n_samples n_features) memory; nothing of size n_features^2 is built
+    (but by :meth:`get_covariance` and :meth:`get_precision`). A last pass
+    over the data gives the factors scikit-learn's signs.
+
+    Iterations are accelerated by SQUAREM, with a fall back to plain EM
+    steps, so the log-likelihood never decreases. Where EM
     crawls (noise variances near zero: Heywood cases), factor analysis
     switches to quasi-Newton steps on the noise with the loadings profiled
     out, as R's ``factanal``, each kept only if it raises the likelihood.
@@ -107,12 +123,21 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         factor analysis starts from the classic squared-multiple-correlation
         noise (as R's ``factanal``), which does not depend on the units of
         the features, and probabilistic PCA from its closed-form solution.
+        With no more samples (of positive weight) than features every
+        feature is a combination of the others, which puts that noise at its
+        floor: factor analysis then starts from the probabilistic PCA
+        solution, or, with at most 500 features, from whichever of the two
+        leads higher after quasi-Newton steps.
 
     svd_method : {"randomized", "lapack"}, default="randomized"
-        How the top eigenvectors of the (n_features, n_features) scatter
-        matrix are found for the start: scikit-learn's
+        How the start finds the top eigenvectors of the (noise-scaled)
+        scatter matrix: scikit-learn's
         :func:`~sklearn.utils.extmath.randomized_svd` or LAPACK's exact
-        ``eigh``.
+        ``eigh``. With fewer samples than features they are the top right
+        singular vectors of the centred data, found exactly from its
+        (n_samples, n_samples) Gram matrix with "lapack", and with
+        "randomized" too where that costs less (up to
+        30 (n_components + 10) samples).
 
     iterated_power : int, default=3
         Number of power iterations of the randomized start.
@@ -141,7 +166,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     ----------
     components_ : ndarray of shape (n_components, n_features)
         Loadings W, rows orthogonal under the noise precision, ordered by
-        decreasing variance they explain (unless rotated).
+        decreasing variance they explain, with scikit-learn's signs: of each
+        factor's scores on the training data, (x - mean) Psi^-1 w, the one of
+        largest magnitude is positive (FactorAnalysis's randomized SVD flips
+        its sample-side singular vectors so). A rotation, if any, is applied
+        after that.
 
     noise_variance_ : ndarray of shape (n_features,)
         Noise variance of each feature (all equal when isotropic).
@@ -230,6 +259,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     _structure_names = ("n_components", "noise")
 
+    # How EM holds the data: the (n_features, n_features) scatter (True) or the
+    # centred (n_samples, n_features) rows (False). None: whichever is
+    # smaller. Tests set it to compare the two on the same data.
+    _dense_scatter = None
+
     def __init__(
         self,
         n_components=None,
@@ -262,9 +296,16 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     # ------------------------------------------------------------ fitting
     def _finalize(self, moments):
         del self._n_m_steps
-        self.components_ = _canonical_orientation(
-            self.components_, self.noise_variance_
-        )
+        components = _canonical_orientation(self.components_, self.noise_variance_)
+        # scikit-learn's signs: one more pass over the data, to find each
+        # factor's score of largest magnitude.
+        directions = (components / self.noise_variance_).T
+        extremes = np.zeros(len(components))
+        row_bytes = 8 * len(self.mean_)
+        for X, weight in self._chunks(row_bytes, moments.X, moments.sample_weight):
+            chunk = _extreme_projections(X, self.mean_, directions, weight)
+            extremes = np.where(np.abs(chunk) > np.abs(extremes), chunk, extremes)
+        self.components_ = np.where(extremes < 0, -1.0, 1.0)[:, None] * components
         if self.rotation is not None:
             self.components_ = _orthogonal_rotation(self.components_, self.rotation)
         # Each E-step scores the parameters before its M-step: shift the
@@ -285,7 +326,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         The maximum likelihood noise never exceeds the feature's variance (the
         mean variance when isotropic); the lower bound is the Heywood floor.
         """
-        variance = np.diag(scatter)
+        variance = scatter.diagonal
         if self.noise == "isotropic":
             lower = RELATIVE_NOISE_FLOOR * variance.max()
             lower = np.full_like(
@@ -339,18 +380,28 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _prepare(self, X, sample_weight):
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
+        n_samples, n_features = X.shape
+        dense = self._dense_scatter
+        if dense is None:
+            dense = n_samples >= n_features
         # One pass over the data; EM then needs only these moments.
         # Sums that overflow are caught below, with a clearer message.
         with np.errstate(over="ignore", invalid="ignore"):
             shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
-            total_weight, first, second = self._sum_over_chunks(
-                partial(_moment_sums, shift=shift),
-                X,
-                sample_weight,
-                row_bytes=2 * 8 * X.shape[1],
-            )
-            mean, scatter = _mean_and_scatter(total_weight, first, second, shift)
-        if not (np.isfinite(total_weight) and np.all(np.isfinite(scatter))):
+            if dense:
+                total_weight, first, second = self._sum_over_chunks(
+                    partial(_moment_sums, shift=shift),
+                    X,
+                    sample_weight,
+                    row_bytes=2 * 8 * n_features,
+                )
+                mean, matrix = _mean_and_scatter(total_weight, first, second, shift)
+                scatter = _DenseScatter(matrix)
+            else:
+                total_weight, mean, rows = _centred_rows(X, sample_weight, shift)
+                scatter = _ThinScatter(rows)
+        finite = np.all(np.isfinite(scatter.diagonal)) and np.all(np.isfinite(mean))
+        if not (np.isfinite(total_weight) and finite):
             raise ValueError(
                 "EMFactorAnalysis: the weighted sums of squares of the data "
                 "overflow float64 (data up to "
@@ -359,22 +410,23 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "and keep sample weights to a moderate range (their scale does "
                 "not matter)."
             )
-        return _Moments(total_weight, mean, scatter)
+        n_rows = n_samples if sample_weight is None else np.count_nonzero(sample_weight)
+        return _Moments(total_weight, mean, scatter, n_rows, X, sample_weight)
 
     def _initialize(self, moments, random_state):
-        n_components = self._n_components(len(moments.mean))
+        n_features = len(moments.mean)
+        n_components = self._n_components(n_features)
         floor, _ = self._noise_bounds(moments.scatter)
+        quasi_newton = self._quasi_newton(n_features)
         if self.noise_variance_init is not None:
             noise = np.asarray(self.noise_variance_init, dtype=np.float64)
             if self.noise == "isotropic":
                 noise = np.full_like(noise, noise.mean())
-        elif self.noise == "diagonal":
+        elif self.noise == "diagonal" and (moments.n_rows > n_features or quasi_newton):
             noise = _smc_noise_variance(moments.scatter, n_components)
             noise = np.maximum(noise, floor)
-            variance = np.diag(moments.scatter)
-            if np.any(noise < DEGENERATE_UNIQUENESS * variance) and (
-                self._quasi_newton(moments.scatter)
-            ):
+            variance = moments.scatter.diagonal
+            if np.any(noise < DEGENERATE_UNIQUENESS * variance) and quasi_newton:
                 # A feature (every one when n_samples <= n_features) is
                 # nearly a combination of the others: the SMC start sits at
                 # the floor. The probabilistic PCA start may lead higher;
@@ -391,7 +443,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     key=lambda end: _profile(end, moments.scatter, n_components)[0],
                 )
         else:
-            noise = None  # the probabilistic PCA solution itself
+            # The probabilistic PCA solution itself; also for factor analysis
+            # when the correlation matrix is singular (no more rows than
+            # features) and no quasi-Newton steps would leave the SMC start,
+            # which then puts every feature at its floor.
+            noise = None
         self.mean_ = moments.mean
         self.components_, self.noise_variance_ = _principal_start(
             moments.scatter,
@@ -403,11 +459,11 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             floor,
         )
 
-    def _quasi_newton(self, scatter):
+    def _quasi_newton(self, n_features):
         return (
             QUASI_NEWTON_SCIPY
             and self.noise == "diagonal"
-            and len(scatter) <= QUASI_NEWTON_MAX_FEATURES
+            and n_features <= QUASI_NEWTON_MAX_FEATURES
         )
 
     def _maximize_noise(self, scatter, n_components, noise_variance):
@@ -443,14 +499,14 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         lower, upper = self._noise_bounds(scatter)
         maximize = partial(
             _maximize,
-            scatter_diagonal=np.diag(scatter),
+            scatter_diagonal=scatter.diagonal,
             isotropic=self.noise == "isotropic",
             floor=lower,
         )
         self.mean_ = moments.mean
         self._n_m_steps += 1
-        if self._n_m_steps > SQUAREM_FIRST and self._quasi_newton(scatter):
-            n_components = self.components_.shape[0]
+        n_components, n_features = self.components_.shape
+        if self._n_m_steps > SQUAREM_FIRST and self._quasi_newton(n_features):
             noise = self._maximize_noise(scatter, n_components, self.noise_variance_)
             components = _profile(noise, scatter, n_components)[2]
             *posterior, log_likelihood = _posterior_statistics(
@@ -541,6 +597,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def get_covariance(self):
         """Model covariance of the data, W^T W + Psi.
 
+        It is an (n_features, n_features) matrix by definition: with many
+        features it costs far more memory than the fit itself, which never
+        forms it when there are fewer samples than features.
+
         Returns
         -------
         covariance : ndarray of shape (n_features, n_features)
@@ -551,6 +611,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def get_precision(self):
         """Model precision of the data, by the matrix inversion lemma.
+
+        It is an (n_features, n_features) matrix by definition (see
+        :meth:`get_covariance`); the inversion lemma itself factorises only
+        an (n_components, n_components) matrix.
 
         Returns
         -------

@@ -9,13 +9,26 @@ model covariance is C = W^T W + diag(psi). With A = W diag(psi)^-1/2 and
 M = I + A A^T (n_components, n_components), the matrix determinant lemma and
 Woodbury's identity give log det C and C^-1 without factorising any
 (n_features, n_features) matrix.
+
+EM needs S only through its diagonal, products S B with thin B
+(n_features, n_components), the top eigenpairs of D S D for a diagonal D and
+the diagonal of (D S D + ridge I)^-1. :class:`_DenseScatter` holds S itself
+(many samples: O(n_features^2) memory, products in O(n_features^2
+n_components)); :class:`_ThinScatter` holds the centred, weight-scaled rows Y
+with S = Y^T Y (few samples: O(n_samples n_features) memory, products in
+O(n_samples n_features n_components)). The kernels below take either.
 """
 
 import numpy as np
 from scipy import linalg, optimize
-from sklearn.utils.extmath import randomized_svd, svd_flip
+from sklearn.utils.extmath import randomized_svd
 
 LOG_2PI = np.log(2 * np.pi)
+# The thin scatter's top eigenpairs come exactly from its Gram matrix, in
+# O(n_rows^2 n_features), where n_rows <= EXACT_GRAM_ROWS (n_components + 10):
+# below that, measured, it costs less than randomized_svd's sketch, whose
+# products with thin matrices run at memory speed.
+EXACT_GRAM_ROWS = 30
 
 
 # ------------------------------------------------------- data statistics
@@ -48,6 +61,39 @@ def _moment_sums(X, sample_weight, shift):
     return weight.sum(), weight @ shifted, rooted.T @ rooted
 
 
+def _centred_rows(X, sample_weight, shift):
+    """Rows Y whose scatter is S = Y^T Y: the thin summary of few samples.
+
+    Y = (x - mean) sqrt(weight / total weight) row by row, centred in two
+    steps (about ``shift``, then about the mean of what is left), so that a
+    mean large compared with the spread costs no precision.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    sample_weight : ndarray of shape (n_samples,) or None
+    shift : ndarray of shape (n_features,), float64
+
+    Returns
+    -------
+    total_weight : float
+    mean : ndarray of shape (n_features,)
+    rows : ndarray of shape (n_samples, n_features), float64
+    """
+    rows = X - shift
+    if sample_weight is None:
+        total_weight = float(len(X))
+        root = np.full(len(X), np.sqrt(1.0 / total_weight))
+    else:
+        weight = sample_weight.astype(np.float64)
+        total_weight = weight.sum()
+        root = np.sqrt(weight / total_weight)
+    offset = root**2 @ rows
+    rows -= offset
+    rows *= root[:, np.newaxis]
+    return total_weight, shift + offset, rows
+
+
 def _mean_and_scatter(total_weight, first, second, shift):
     """Weighted mean (n_features,) and scatter (n_features, n_features) from
     the sums of :func:`_moment_sums`."""
@@ -63,9 +109,11 @@ def _cho_solve(chol, b):
     return linalg.cho_solve((chol, True), b) if len(chol) else np.zeros_like(b)
 
 
-def _solve_positive(a, b):
-    """a^-1 b for a symmetric positive-definite a."""
-    return linalg.solve(a, b, assume_a="pos") if len(a) else np.zeros_like(b)
+def _inverse_positive(a):
+    """a^-1 for a small symmetric positive-definite a (n_components,
+    n_components). Multiplying by it is a matrix product: with as many
+    right-hand sides as features, LAPACK's triangular solves run ~6x slower."""
+    return _cho_solve(linalg.cholesky(a, lower=True), np.eye(len(a))) if len(a) else a
 
 
 def _solve_lower(chol, b):
@@ -73,6 +121,97 @@ def _solve_lower(chol, b):
     if not len(chol):
         return np.zeros_like(b)
     return linalg.lapack.dtrtrs(chol, b, lower=1)[0]
+
+
+# ---------------------------------------------------------------- scatter
+# Two ways to hold S, one protocol: ``diagonal`` (n_features,), ``S @ B`` for
+# B (n_features, m), ``top_eigen`` and ``ridge_inverse_diagonal``.
+class _DenseScatter:
+    """The scatter S as a (n_features, n_features) matrix."""
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+        self.diagonal = np.diag(matrix).copy()
+
+    def __matmul__(self, other):
+        return self.matrix @ other
+
+    def top_eigen(self, scale, n_components, svd_method="lapack", *args):
+        """Top eigenpairs of diag(scale)^-1 S diag(scale)^-1 (of S if
+        ``scale`` is None): values (n_components,), decreasing, and vectors
+        (n_features, n_components). ``args``: iterated_power and random_state
+        of "randomized"."""
+        scaled = self.matrix if scale is None else self.matrix / np.outer(scale, scale)
+        return _top_eigen(scaled, n_components, svd_method, *args)
+
+    def ridge_inverse_diagonal(self, scale, ridge):
+        """diag((diag(scale)^-1 S diag(scale)^-1 + ridge I)^-1), (n_features,)."""
+        scaled = self.matrix / np.outer(scale, scale)
+        scaled.flat[:: len(scaled) + 1] += ridge
+        identity = np.eye(len(scaled))
+        return np.diag(linalg.cho_solve(linalg.cho_factor(scaled), identity))
+
+
+class _ThinScatter:
+    """The scatter S = Y^T Y of rows Y (n_rows, n_features), never formed.
+
+    Y holds the rows centred on the weighted mean, each times
+    sqrt(weight / total weight). No method builds anything of size
+    n_features^2.
+    """
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.diagonal = np.einsum("ij,ij->j", rows, rows)
+
+    def __matmul__(self, other):
+        return self.rows.T @ (self.rows @ other)
+
+    def top_eigen(self, scale, n_components, svd_method="lapack", *args):
+        """Top eigenpairs of diag(scale)^-1 S diag(scale)^-1 (of S if
+        ``scale`` is None): the squared singular values and right singular
+        vectors of Y diag(scale)^-1.
+
+        "lapack" finds them exactly from the (n_rows, n_rows) Gram matrix, in
+        O(n_rows^2 n_features); so does "randomized" where that costs less
+        (see ``EXACT_GRAM_ROWS``). Eigenvalues beyond the rank of Y are
+        zero, with zero vectors.
+        """
+        scaled = self.rows if scale is None else self.rows / scale
+        n_rows, n_features = scaled.shape
+        n_found = min(n_components, n_rows)
+        values = np.zeros(n_components)
+        vectors = np.zeros((n_features, n_components))
+        if n_found == 0:
+            return values, vectors
+        if svd_method == "randomized" and n_rows > EXACT_GRAM_ROWS * (n_found + 10):
+            iterated_power, random_state = args
+            _, singular, vectors_t = randomized_svd(
+                scaled, n_found, n_iter=iterated_power, random_state=random_state
+            )
+            values[:n_found], vectors[:, :n_found] = singular**2, vectors_t.T
+            return values, vectors
+        found, sample_side = _top_eigen(scaled @ scaled.T, n_found)
+        # Right singular vectors Y^T u / |Y^T u|: where the singular value is
+        # at the rounding level that division amplifies noise; such
+        # directions are left zero (the data do not span them).
+        spanned = found > n_rows * np.finfo(np.float64).eps * found[0]
+        found_vectors = scaled.T @ sample_side[:, spanned]
+        values[:n_found][spanned] = found[spanned]
+        vectors[:, :n_found][:, spanned] = found_vectors / np.linalg.norm(
+            found_vectors, axis=0
+        )
+        return values, vectors
+
+    def ridge_inverse_diagonal(self, scale, ridge):
+        """diag((Z^T Z + ridge I)^-1) with Z = Y diag(scale)^-1, (n_features,):
+        by Woodbury, (1 - diag(Z^T (ridge I + Z Z^T)^-1 Z)) / ridge, which
+        factorises only an (n_rows, n_rows) matrix."""
+        scaled = self.rows / scale
+        gram = scaled @ scaled.T
+        gram.flat[:: len(gram) + 1] += ridge
+        solved = _cho_solve(linalg.cholesky(gram, lower=True), scaled)
+        return (1.0 - np.einsum("ij,ij->j", scaled, solved)) / ridge
 
 
 # -------------------------------------------------------------- the model
@@ -93,7 +232,7 @@ def _log_det_covariance(noise_variance, chol):
 
 
 def _posterior_statistics(components, noise_variance, scatter):
-    """E-step from the scatter alone, in O(n_features^2 n_components).
+    """E-step from the scatter alone: one product S B, B (n_features, n_components).
 
     The posterior of z given x is N(beta (x - mean), M^-1) with
     beta = M^-1 W diag(psi)^-1, shape (n_components, n_features).
@@ -110,12 +249,13 @@ def _posterior_statistics(components, noise_variance, scatter):
     n_components, n_features = components.shape
     whitened, chol = _noise_whitened(components, noise_variance)
     scaled = whitened / np.sqrt(noise_variance)  # W diag(psi)^-1
-    beta_scatter = _cho_solve(chol, scaled @ scatter)
-    beta = _cho_solve(chol, scaled)
-    ezz = _cho_solve(chol, np.eye(n_components))
-    ezz += beta_scatter @ beta.T
-    # tr(C^-1 S) = tr(diag(psi)^-1 S) - tr(beta S diag(psi)^-1 W^T)  (Woodbury)
-    trace = np.sum(np.diag(scatter) / noise_variance) - np.sum(beta_scatter * scaled)
+    product = (scatter @ scaled.T).T  # W diag(psi)^-1 S
+    gram = product @ scaled.T  # W diag(psi)^-1 S diag(psi)^-1 W^T
+    inverse = _cho_solve(chol, np.eye(n_components))  # M^-1
+    beta_scatter = inverse @ product
+    ezz = inverse + inverse @ gram @ inverse
+    # tr(C^-1 S) = tr(diag(psi)^-1 S) - tr(M^-1 gram)  (Woodbury)
+    trace = np.sum(scatter.diagonal / noise_variance) - np.sum(inverse * gram)
     log_det = _log_det_covariance(noise_variance, chol)
     return ezz, beta_scatter, -0.5 * (n_features * LOG_2PI + log_det + trace)
 
@@ -142,7 +282,7 @@ def _maximize(ezz, beta_scatter, scatter_diagonal, isotropic, floor):
     components : ndarray of shape (n_components, n_features)
     noise_variance : ndarray of shape (n_features,)
     """
-    components = _solve_positive(ezz, beta_scatter)
+    components = _inverse_positive(ezz) @ beta_scatter
     noise_variance = scatter_diagonal - np.sum(components * beta_scatter, axis=0)
     if isotropic:
         noise_variance = np.full_like(noise_variance, noise_variance.mean())
@@ -192,13 +332,13 @@ def _profile(noise_variance, scatter, n_components):
         -1/2 [d log 2 pi + sum log psi + tr S* + sum_i (log m_i + 1 - m_i)]
 
     with m_i = max(lambda_i, 1). Its gradient with respect to log psi_j is
-    -1/2 [1 + sum_i u_ij^2 (m_i - 1) - S*_jj]. One symmetric eigensolve,
-    O(n_features^3).
+    -1/2 [1 + sum_i u_ij^2 (m_i - 1) - S*_jj]. One exact eigensolve:
+    O(n_features^3) on a dense scatter, O(n_rows^2 n_features) on a thin one.
 
     Parameters
     ----------
     noise_variance : ndarray of shape (n_features,)
-    scatter : ndarray of shape (n_features, n_features)
+    scatter : _DenseScatter or _ThinScatter
     n_components : int
 
     Returns
@@ -210,22 +350,17 @@ def _profile(noise_variance, scatter, n_components):
     """
     n_features = len(noise_variance)
     root = np.sqrt(noise_variance)
-    scaled = scatter / np.outer(root, root)
-    if n_components:
-        values, vectors = np.linalg.eigh(scaled)
-        values = values[n_features - n_components :]
-        vectors = vectors[:, n_features - n_components :]
-    else:
-        values, vectors = np.zeros(0), np.zeros((n_features, 0))
+    values, vectors = scatter.top_eigen(root, n_components)
+    scaled_diagonal = scatter.diagonal / noise_variance
     excess = np.maximum(values, 1.0) - 1.0
     log_likelihood = -0.5 * (
         n_features * LOG_2PI
         + np.sum(np.log(noise_variance))
-        + np.trace(scaled)
+        + np.sum(scaled_diagonal)
         + np.sum(np.log1p(excess) - excess)
     )
-    gradient = -0.5 * (1.0 + vectors**2 @ excess - np.diag(scaled))
-    components = (np.sqrt(excess)[:, np.newaxis] * vectors.T * root)[::-1]
+    gradient = -0.5 * (1.0 + vectors**2 @ excess - scaled_diagonal)
+    components = np.sqrt(excess)[:, np.newaxis] * vectors.T * root
     return log_likelihood, gradient, components
 
 
@@ -244,7 +379,7 @@ def _maximize_profile(
     ----------
     noise_variance : ndarray of shape (n_features,)
         The start.
-    scatter : ndarray of shape (n_features, n_features)
+    scatter : _DenseScatter or _ThinScatter
     n_components : int
     lower, upper : ndarray of shape (n_features,)
         Bounds of the noise variances; ``upper`` is also the scale.
@@ -347,16 +482,26 @@ def _precision(components, noise_variance):
 
 
 # ---------------------------------------------------------- start, finish
-def _top_eigen(matrix, n_components, svd_method, iterated_power, random_state):
+def _top_eigen(
+    matrix, n_components, svd_method="lapack", iterated_power=0, random_state=None
+):
     """Largest eigenvalues (n_components,), decreasing, and their eigenvectors
     (n_features, n_components) of a symmetric positive semi-definite matrix."""
     n_features = matrix.shape[0]
     if n_components == 0:
         return np.zeros(0), np.zeros((n_features, 0))
     if svd_method == "lapack":
-        values, vectors = linalg.eigh(
-            matrix, subset_by_index=[n_features - n_components, n_features - 1]
-        )
+        first = n_features - n_components
+        if 5 * n_components < n_features:
+            # A few eigenpairs: LAPACK's syevr finds just those, faster.
+            values, vectors = linalg.eigh(
+                matrix, subset_by_index=[first, n_features - 1]
+            )
+        else:
+            # Many: the whole spectrum (syevd) costs less. (SciPy 1.9's syevr,
+            # asked for every eigenvalue as a subset, writes past its buffers.)
+            values, vectors = np.linalg.eigh(matrix)
+            values, vectors = values[first:], vectors[:, first:]
         return values[::-1], vectors[:, ::-1]
     _, values, vectors_t = randomized_svd(
         matrix, n_components, n_iter=iterated_power, random_state=random_state
@@ -386,27 +531,26 @@ def _principal_start(
     at zero); spanned ones get at least a small loading, so that EM can grow
     them where the noise changes.
 
-    ``floor`` (n_features,) bounds the noise from below.
+    ``scatter`` is a _DenseScatter or _ThinScatter; ``floor`` (n_features,)
+    bounds the noise from below.
 
     Returns
     -------
     components : ndarray of shape (n_components, n_features)
     noise_variance : ndarray of shape (n_features,)
     """
-    n_features = scatter.shape[0]
-    if noise_variance is None:
-        scale = np.ones(n_features)
-    else:
-        scale = np.sqrt(noise_variance)
-    scaled = scatter / np.outer(scale, scale)
-    values, vectors = _top_eigen(
-        scaled, n_components, svd_method, iterated_power, random_state
+    n_features = len(scatter.diagonal)
+    scale = None if noise_variance is None else np.sqrt(noise_variance)
+    values, vectors = scatter.top_eigen(
+        scale, n_components, svd_method, iterated_power, random_state
     )
     if noise_variance is not None:
         noise = 1.0  # the given noise, in the scaled space
     else:
+        scale = np.ones(n_features)
         if n_components < n_features:
-            noise = (np.trace(scaled) - values.sum()) / (n_features - n_components)
+            trace = np.sum(scatter.diagonal)
+            noise = (trace - values.sum()) / (n_features - n_components)
         else:
             noise = values[-1]
         noise = max(noise, floor.max())
@@ -426,23 +570,22 @@ def _smc_noise_variance(scatter, n_components, ridge=1e-6):
     depend on the units of the features, and it leads EM to better optima
     than an isotropic start on data with heterogeneous features. ``ridge`` is
     added to the correlation matrix's diagonal, so that collinear or
-    constant features are handled (they get a near-zero noise).
+    constant features are handled (they get a near-zero noise). ``scatter``
+    is a _DenseScatter or _ThinScatter.
     """
-    n_features = scatter.shape[0]
-    variance = np.diag(scatter)
+    variance = scatter.diagonal
+    n_features = len(variance)
     std = np.where(variance > 0, np.sqrt(variance), 1.0)
-    correlation = scatter / np.outer(std, std)
-    correlation.flat[:: n_features + 1] += ridge
-    inverse = linalg.cho_solve(linalg.cho_factor(correlation), np.eye(n_features))
-    return (1 - n_components / (2 * n_features)) * variance / np.diag(inverse)
+    inverse_diagonal = scatter.ridge_inverse_diagonal(std, ridge)
+    return (1 - n_components / (2 * n_features)) * variance / inverse_diagonal
 
 
 def _canonical_orientation(components, noise_variance):
     """Rotate the loadings (an equivalent solution) to a reproducible form.
 
     Rows become orthogonal under diag(psi)^-1, ordered by decreasing norm
-    there, with the largest entry of each (whitened) row positive, as
-    scikit-learn's FactorAnalysis reports them. Rows the data do not need
+    there, as scikit-learn's FactorAnalysis reports them; their signs are
+    left to :func:`_extreme_projections`. Rows the data do not need
     (numerically zero) become exactly zero.
 
     Returns
@@ -453,9 +596,37 @@ def _canonical_orientation(components, noise_variance):
         return components
     root = np.sqrt(noise_variance)
     _, values, vectors_t = linalg.svd(components / root, full_matrices=False)
-    _, vectors_t = svd_flip(None, vectors_t, u_based_decision=False)
     values[values <= len(values) * np.finfo(np.float64).eps * values.max(initial=0)] = 0
     return values[:, np.newaxis] * vectors_t * root
+
+
+def _extreme_projections(X, mean, directions, sample_weight):
+    """Per direction, the projection of largest magnitude among the rows.
+
+    Factor j's sample-side singular vector is proportional to
+    (X - mean) diag(psi)^-1 w_j: scikit-learn's FactorAnalysis (randomized
+    SVD, ``svd_flip`` on the sample side) makes its entry of largest
+    magnitude positive. Rows of zero weight take no part, so that integer
+    weights give the signs of repeated rows. Ties go to the first row, as
+    ``svd_flip``'s argmax.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    mean : ndarray of shape (n_features,)
+    directions : ndarray of shape (n_features, n_components)
+        diag(psi)^-1 W^T.
+    sample_weight : ndarray of shape (n_samples,) or None
+
+    Returns
+    -------
+    extremes : ndarray of shape (n_components,)
+    """
+    projections = (X - mean) @ directions
+    if sample_weight is not None:
+        projections[sample_weight == 0] = 0.0
+    rows = np.argmax(np.abs(projections), axis=0)
+    return projections[rows, np.arange(projections.shape[1])]
 
 
 def _orthogonal_rotation(components, method, tol=1e-6, max_iter=100):
