@@ -9,7 +9,7 @@ does not import torch.
 from ._factor_analysis import EMFactorAnalysis
 from ._gaussian_mixture import EMGaussianMixture
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["EMGaussianMixture", "EMFactorAnalysis", "VAEEstimator"]
 
 

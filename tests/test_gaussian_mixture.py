@@ -842,3 +842,15 @@ def test_joblib_parallel_config_bounds_the_threads():
             assert n_threads() == 1
         with parallel_config(n_jobs=4):
             assert n_threads() == 2
+
+
+def test_partial_fit_over_chunks_of_a_memory_mapped_file(tmp_path):
+    X, means = known_mixture(6000, seed=3)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    gm = EMGaussianMixture(3, random_state=0)
+    for start in range(0, len(mapped), 500):
+        gm.partial_fit(mapped[start : start + 500])
+    order = np.argsort(gm.means_[:, 0] + 2 * gm.means_[:, 1])
+    assert gm.n_batch_iter_ == 12
+    assert_allclose(gm.means_[order], means, atol=0.15)
