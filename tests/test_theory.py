@@ -22,7 +22,11 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_latent import EMFactorAnalysis, EMGaussianMixture
 from sklearn_latent._factor_analysis import RELATIVE_NOISE_FLOOR
-from sklearn_latent._factor_kernels import _maximize, _posterior_statistics
+from sklearn_latent._factor_kernels import (
+    _DenseScatter,
+    _maximize,
+    _posterior_statistics,
+)
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -253,7 +257,7 @@ def test_fa_m_step_maximises_the_expected_complete_log_likelihood(
     # The E-step under theta0, from scratch ...
     m, S = exact_posterior(X, W0.T, mean, noise0)
     # ... and the library's E- and M-step kernels, as every EM step applies them.
-    ezz, beta_scatter, _ = _posterior_statistics(W0, noise0, scatter)
+    ezz, beta_scatter, _ = _posterior_statistics(W0, noise0, _DenseScatter(scatter))
     free = _maximize(ezz, beta_scatter, np.diag(scatter), isotropic, np.zeros(d))[1]
     if not floor_active:
         floor = np.full(d, 1e-12)
@@ -298,9 +302,11 @@ def test_fa_em_step_follows_the_proof():
     W0, noise0 = rng.normal(size=(2, d)), rng.uniform(0.5, 2.0, d)
     mean = X.mean(axis=0)
     scatter = (X - mean).T @ (X - mean) / n
-    ezz, beta_scatter, loglike0 = _posterior_statistics(W0, noise0, scatter)
+    ezz, beta_scatter, loglike0 = _posterior_statistics(
+        W0, noise0, _DenseScatter(scatter)
+    )
     W1, noise1 = _maximize(ezz, beta_scatter, np.diag(scatter), False, np.zeros(d))
-    loglike1 = _posterior_statistics(W1, noise1, scatter)[2]
+    loglike1 = _posterior_statistics(W1, noise1, _DenseScatter(scatter))[2]
 
     m0, S0 = exact_posterior(X, W0.T, mean, noise0)
     m1, S1 = exact_posterior(X, W1.T, mean, noise1)
