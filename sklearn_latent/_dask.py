@@ -73,6 +73,15 @@ def check_dask_array(estimator, X, *, reset, ensure_min_samples=1):
     return X
 
 
+def refuse_in_partial_fit(X):
+    """partial_fit takes one batch in memory, never a whole dask array."""
+    if is_dask_array(X):
+        raise TypeError(
+            "partial_fit takes one batch in memory; pass the blocks of a "
+            "dask array one by one (X.blocks[i].compute()), or fit it."
+        )
+
+
 def check_dask_weight(sample_weight, X):
     """``sample_weight`` as a dask array chunked like the rows of X.
 

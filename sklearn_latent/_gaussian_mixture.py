@@ -14,6 +14,7 @@ from . import _gaussian_kernels as gk
 from ._dask import (
     checked_block,
     is_dask_array,
+    refuse_in_partial_fit,
     sample_rows,
     sum_over_blocks,
     summarise,
@@ -543,6 +544,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             return self._partial_fit(X, sample_weight)
 
     def _partial_fit(self, X, sample_weight):
+        refuse_in_partial_fit(X)
         first = not hasattr(self, "converged_")
         X, sample_weight = self._validated(
             X,
@@ -551,11 +553,6 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             hint="partial_fit continues the fitted model: every batch must have "
             "the features of the first.",
         )
-        if is_dask_array(X):
-            raise TypeError(
-                "partial_fit takes one batch in memory; pass the blocks of a "
-                "dask array one by one (X.blocks[i].compute()), or fit it."
-            )
         if first:
             self._check_parameters(X, sample_weight)
             data = self._prepare(X, sample_weight)
@@ -633,25 +630,22 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             covariances = scatter / (nk * d) + self.reg_covar
         return nk, means, covariances
 
+    # What a run of EM leaves: the best run's is kept (online EM's state too).
+    _PARAMETERS = (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_cholesky_",
+        "_running_statistics",
+        "n_batch_iter_",
+    )
+
     def _get_parameters(self):
-        return (
-            self.weights_,
-            self.means_,
-            self.covariances_,
-            self.precisions_cholesky_,
-            self._running_statistics,
-            self.n_batch_iter_,
-        )
+        return tuple(getattr(self, name) for name in self._PARAMETERS)
 
     def _set_parameters(self, params):
-        (
-            self.weights_,
-            self.means_,
-            self.covariances_,
-            self.precisions_cholesky_,
-            self._running_statistics,
-            self.n_batch_iter_,
-        ) = params
+        for name, value in zip(self._PARAMETERS, params, strict=True):
+            setattr(self, name, value)
 
     def _finalize(self, data):
         # Computed in float64; returned in the dtype of the data, as scikit-learn.

@@ -124,6 +124,8 @@ def test_bad_dask_input_is_refused_clearly(client):
     with pytest.raises(ValueError, match="as large as"):
         EMGaussianMixture(3).fit(da.from_array(X * 1e300, chunks=100))
     assert_array_equal(gm.predict(X), gm.predict(da.from_array(X, chunks=100)))
+    with pytest.raises(TypeError, match="one batch in memory"):
+        gm.partial_fit(da.from_array(X, chunks=100))
 
 
 def test_partial_fit_over_dask_blocks_with_incremental():

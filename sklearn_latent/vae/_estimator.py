@@ -23,7 +23,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array, check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._dask import check_dask_array, checked_block, is_dask_array, map_rows
+from .._dask import (
+    check_dask_array,
+    checked_block,
+    is_dask_array,
+    map_rows,
+    refuse_in_partial_fit,
+)
 from .._utils import Interval, Options, StrOptions, _fit_context, restored_on_error
 from ._losses import elbo_terms, iwae
 from ._modules import ACTIVATIONS, VAE
@@ -436,11 +442,7 @@ class VAEEstimator(
             return self._partial_fit(X)
 
     def _partial_fit(self, X):
-        if is_dask_array(X):
-            raise TypeError(
-                "partial_fit takes one batch in memory; pass the blocks of a "
-                "dask array one by one (X.blocks[i].compute()), or fit it."
-            )
+        refuse_in_partial_fit(X)
         first = not hasattr(self, "module_")
         try:
             X = self._validate_X(X, reset=first, likelihood=self.likelihood)

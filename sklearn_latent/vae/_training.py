@@ -138,9 +138,7 @@ def train(
     # Blocks are judged on the epoch's ELBO: a fixed-noise pass would cost a
     # second pass over data that may not fit in memory.
     streamed = isinstance(X, Blocks)
-    track_training = (
-        X_val is None and math.isfinite(n_iter_no_change) and not streamed
-    )
+    track_training = X_val is None and math.isfinite(n_iter_no_change) and not streamed
     if not streamed:
         training_noise = torch.randn(
             (len(X), module.n_components), generator=generator, device=X.device
