@@ -71,12 +71,24 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
     }
 
+    # Whether the model takes NaN in X as missing entries (issue 10): X is
+    # then validated with NaN allowed, and ``_prepare`` gets its mask.
+    _allow_nan = False
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._allow_nan
+        return tags
+
     # ---------------------------------------------------------------- hooks
     def _check_parameters(self, X, sample_weight):
         """Check parameters against the data; raise ValueError if unusable."""
 
-    def _prepare(self, X, sample_weight):
-        """Summarise the data once before iterating; passed to ``_e_step``."""
+    def _prepare(self, X, sample_weight, missing=None):
+        """Summarise the data once before iterating; passed to ``_e_step``.
+
+        ``missing`` is None for complete data, else the boolean mask of X's
+        NaN entries (only where ``_allow_nan``)."""
         return X, sample_weight
 
     @abstractmethod
@@ -150,7 +162,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _validated(self, X, sample_weight, *, reset, hint, ensure_min_samples=1):
         """X and sample_weight checked for a fit: ``reset`` starts a new model,
         else the fitted one continues (``hint`` then says why other features
-        are refused)."""
+        are refused). Returns (X, sample_weight, missing): ``missing`` is
+        None for complete data, else the mask of X's NaN entries."""
         on_dask = is_dask_array(X)
         try:
             if on_dask:
@@ -163,6 +176,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     X,
                     dtype=[np.float64, np.float32],
                     ensure_min_samples=ensure_min_samples,
+                    ensure_all_finite="allow-nan" if self._allow_nan else True,
                     reset=reset,
                 )
         except ValueError as error:
@@ -175,15 +189,15 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             # Values, scale and weights are checked in the model's first pass.
             if sample_weight is not None:
                 sample_weight = check_dask_weight(sample_weight, X)
-            return X, sample_weight
-        check_scale(X)
+            return X, sample_weight, None
+        missing = check_missing(X) if check_scale(X) else None
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
-        return X, sample_weight
+        return X, sample_weight, missing
 
     def _fit(self, X, sample_weight):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        X, sample_weight = self._validated(
+        X, sample_weight, missing = self._validated(
             X,
             sample_weight,
             reset=do_init,
@@ -192,7 +206,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ensure_min_samples=2,
         )
         self._check_parameters(X, sample_weight)
-        data = self._prepare(X, sample_weight)
+        data = self._prepare(X, sample_weight, missing)
 
         n_init = getattr(self, "n_init", 1) if do_init else 1
         random_state = check_random_state(self.random_state)
@@ -321,7 +335,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if is_dask_array(X):
             X = check_dask_array(self, X, reset=False)
             return map_rows(method, X, n_columns, dtype or X.dtype)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan" if self._allow_nan else True,
+        )
         return method(X)
 
     def score_samples(self, X):
@@ -476,11 +496,16 @@ def check_scale(X, minimum=None, maximum=None):
     """Refuse data whose squares, summed over the data, overflow float64.
 
     ``minimum`` and ``maximum`` of X, where known, save the two reductions.
+    Returns whether X holds NaN: the reductions see it for free.
     """
     # Two reductions, no |X| copy: this runs on every fit.
+    has_nan = False
     if X.size:
         minimum = np.min(X) if minimum is None else minimum
         maximum = np.max(X) if maximum is None else maximum
+        has_nan = bool(np.isnan(np.min(minimum)))
+        if has_nan:  # only possible where the model allows NaN
+            minimum, maximum = np.nanmin(X), np.nanmax(X)
         largest = max(float(np.max(maximum)), -float(np.min(minimum)))
     else:
         largest = 0.0
@@ -490,3 +515,24 @@ def check_scale(X, minimum=None, maximum=None):
             "the data overflow float64. Rescale the data first, e.g. with "
             "sklearn.preprocessing.StandardScaler."
         )
+    return has_nan
+
+
+def check_missing(X):
+    """The mask of X's NaN entries, refusing rows or columns with nothing
+    observed: they carry no information for a fit."""
+    missing = np.isnan(X)
+    empty_rows = np.flatnonzero(missing.all(axis=1))
+    if empty_rows.size:
+        raise ValueError(
+            f"{empty_rows.size} row(s) of X are entirely NaN (the first is row "
+            f"{empty_rows[0]}): a row with nothing observed cannot be fitted. "
+            "Drop those rows."
+        )
+    empty_columns = np.flatnonzero(missing.all(axis=0))
+    if empty_columns.size:
+        raise ValueError(
+            f"Column(s) {empty_columns.tolist()[:10]} of X are entirely NaN: "
+            "nothing can be learnt about them. Drop those columns."
+        )
+    return missing

@@ -378,7 +378,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     f"feature ({n_features}); got shape {init.shape}."
                 )
 
-    def _prepare(self, X, sample_weight):
+    def _prepare(self, X, sample_weight, missing=None):
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
         n_samples, n_features = X.shape
         dense = self._dense_scatter

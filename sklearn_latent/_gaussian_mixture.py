@@ -297,7 +297,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 n_features,
             )
 
-    def _prepare(self, X, sample_weight):
+    def _prepare(self, X, sample_weight, missing=None):
         self._fit_dtype = X.dtype  # for the float32 hint of the errors
         if is_dask_array(X):
             return self._summarise_dask(X, sample_weight)
@@ -546,7 +546,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _partial_fit(self, X, sample_weight):
         refuse_in_partial_fit(X)
         first = not hasattr(self, "converged_")
-        X, sample_weight = self._validated(
+        X, sample_weight, missing = self._validated(
             X,
             sample_weight,
             reset=first,
@@ -555,7 +555,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
         if first:
             self._check_parameters(X, sample_weight)
-            data = self._prepare(X, sample_weight)
+            data = self._prepare(X, sample_weight, missing)
             self._initialize(data, check_random_state(self.random_state))
             self.lower_bounds_ = []
         self._fit_dtype = X.dtype
