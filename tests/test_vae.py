@@ -292,6 +292,50 @@ def test_cuda_without_a_gpu_is_a_clear_error(X):
     assert fit_quietly(VAEEstimator(device="auto", **SMALL), X).device_ == "cpu"
 
 
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"
+)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_fit_infers_as_its_cpu_copy(X, dtype):
+    X = X.astype(dtype)
+    gpu = fit_quietly(VAEEstimator(device="cuda", **SMALL), X)
+    assert gpu.device_ == "cuda"
+    assert all(p.is_cuda for p in gpu.module_.parameters())
+    # The same parameters on the CPU: every output agrees to rounding (the
+    # fixed noise of score_samples is drawn on the CPU for either device).
+    cpu = copy.deepcopy(gpu)
+    cpu.module_.to("cpu")
+    cpu.device_ = "cpu"
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    for method in ("transform", "score_samples"):
+        on_gpu, on_cpu = getattr(gpu, method)(X), getattr(cpu, method)(X)
+        assert isinstance(on_gpu, np.ndarray) and on_gpu.dtype == dtype
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=rtol, atol=rtol)
+    assert np.isfinite(gpu.log_likelihood(X, n_draws=50)).all()
+    assert gpu.sample(7)[0].shape == (7, X.shape[1])
+    # Training improved the bound, as on the CPU.
+    assert gpu.lower_bounds_[-1] > gpu.lower_bounds_[0]
+
+
+@needs_cuda
+def test_cuda_partial_fit_and_pickle_stay_on_the_gpu(X, tmp_path):
+    gpu = VAEEstimator(device="auto", **SMALL)
+    for _ in range(3):
+        gpu.partial_fit(X)
+    assert gpu.device_ == "cuda"
+    state = gpu.optimizer_.state[next(iter(gpu.module_.parameters()))]
+    assert state["exp_avg"].is_cuda
+    path = tmp_path / "vae.joblib"
+    joblib.dump(gpu, path)
+    restored = joblib.load(path)
+    assert restored.device_ == "cuda"
+    np.testing.assert_array_equal(restored.transform(X), gpu.transform(X))
+    restored.partial_fit(X)  # Adam's state came back on the GPU
+
+
 def test_pickle_and_joblib_round_trip(fitted, X, tmp_path):
     path = tmp_path / "vae.joblib"
     joblib.dump(fitted, path)
