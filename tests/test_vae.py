@@ -312,7 +312,7 @@ def test_cuda_fit_infers_as_its_cpu_copy(X, dtype):
     rtol = 1e-10 if dtype == np.float64 else 1e-4
     for method in ("transform", "score_samples"):
         on_gpu, on_cpu = getattr(gpu, method)(X), getattr(cpu, method)(X)
-        assert isinstance(on_gpu, np.ndarray) and on_gpu.dtype == dtype
+        assert isinstance(on_gpu, np.ndarray) and on_gpu.dtype == on_cpu.dtype
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=rtol, atol=rtol)
     assert np.isfinite(gpu.log_likelihood(X, n_draws=50)).all()
     assert gpu.sample(7)[0].shape == (7, X.shape[1])
