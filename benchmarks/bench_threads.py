@@ -20,7 +20,10 @@ floor reached.
 Runs in a child process: the benchmark runner pins BLAS to one thread
 through the environment, which would cap the thread counts here.
 
-    python -m benchmarks.bench_threads [--quick]
+    python -m benchmarks.bench_threads [--quick] [--threads 1,2,4,8] [--rounds 3]
+
+``--threads`` and ``--rounds`` measure other thread counts (on a bigger
+machine) and fewer rounds; the benchmark runner uses the defaults.
 """
 
 import json
@@ -124,7 +127,7 @@ def _timed(fn):
     return time.perf_counter() - begin
 
 
-def measure(quick):
+def measure(quick, thread_counts=THREADS, rounds=None):
     """In the child: {threads: {case: seconds}} and dgemm rates."""
     from sklearn.datasets import make_blobs
     from threadpoolctl import threadpool_limits
@@ -135,10 +138,10 @@ def measure(quick):
     X, _ = make_blobs(n_samples, n_features, centers=n_components, random_state=0)
     # Quick: many cheap iterations, so that their time dwarfs timing noise.
     cases = contenders(X, n_components, n_iter=20 if quick else 5)
-    seconds = {t: {name: [] for name in cases} for t in THREADS}
+    seconds = {t: {name: [] for name in cases} for t in thread_counts}
     gflops = {}
-    for _ in range(1 if quick else 3):
-        for threads in THREADS:
+    for _ in range(rounds or (1 if quick else 3)):
+        for threads in thread_counts:
             with threadpool_limits(threads):
                 _torch_threads(threads)
                 gflops.setdefault(threads, dgemm_gflops())
@@ -165,11 +168,17 @@ def _torch_threads(threads):
     torch.set_num_threads(threads)
 
 
-def run(quick=False):
+def run(quick=False, options=()):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     env[STEP] = "1"
     child = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_threads", *(["--quick"] * quick)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_threads",
+            *(["--quick"] * quick),
+            *options,
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -202,25 +211,41 @@ def run(quick=False):
                     "floor_s": floor_s,
                 }
             )
-    one, two = result["seconds"]["1"], result["seconds"]["2"]
-    rows.append(
-        {
-            "benchmark": "threads",
-            "case": f"GMM full n={n} d={d} K={k} scaling 1 -> 2 threads",
-            "reference": "ours float64 at 1 thread",
-            "unit": "s/iteration, ours float64 at 2 threads",
-            "ours_s": two["ours float64"],
-            "ref_s": one["ours float64"],
-            "speedup": one["ours float64"] / two["ours float64"],
-        }
-    )
+    one = result["seconds"]["1"]["ours float64"]
+    for threads, cases in result["seconds"].items():
+        if threads == "1":
+            continue
+        rows.append(
+            {
+                "benchmark": "threads",
+                "case": f"GMM full n={n} d={d} K={k} scaling 1 -> {threads} threads",
+                "reference": "ours float64 at 1 thread",
+                "unit": f"s/iteration, ours float64 at {threads} threads",
+                "ours_s": cases["ours float64"],
+                "ref_s": one,
+                "speedup": one / cases["ours float64"],
+            }
+        )
     return rows
 
 
+def _options(argv):
+    """--threads 1,2,4 and --rounds N from argv."""
+    thread_counts, rounds = THREADS, None
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--threads":
+            thread_counts = tuple(int(t) for t in value.split(","))
+        elif flag == "--rounds":
+            rounds = int(value)
+    return thread_counts, rounds
+
+
 if __name__ == "__main__":
+    quick = "--quick" in sys.argv
     if os.environ.get(STEP):
-        print(json.dumps(measure(quick="--quick" in sys.argv)))
+        print(json.dumps(measure(quick, *_options(sys.argv))))
     else:
         from benchmarks.__main__ import print_table
 
-        print_table(run(quick="--quick" in sys.argv))
+        options = [a for a in sys.argv[1:] if a != "--quick"]
+        print_table(run(quick, options))
