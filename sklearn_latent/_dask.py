@@ -105,6 +105,19 @@ def checked_block(X):
     return check_array(X, dtype=[np.float64, np.float32])
 
 
+def checked_weight(weight):
+    """A block of sample weights checked (finite, non-negative), as float64;
+    None stays None."""
+    if weight is None:
+        return None
+    weight = np.asarray(weight, dtype=np.float64)
+    if not np.all(np.isfinite(weight)):
+        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if np.any(weight < 0):
+        raise ValueError("Negative values in data passed to sample_weight")
+    return weight
+
+
 def sum_over_blocks(block_sum, X, sample_weight, *args):
     """``block_sum(X_block, weight_block, *args)`` summed over the row blocks.
 
@@ -187,13 +200,7 @@ class Summary:
 
 def _block_summary(X, weight):
     X = checked_block(X)
-    if weight is None:
-        weight = np.ones(len(X))
-    weight = np.asarray(weight, dtype=np.float64)
-    if not np.all(np.isfinite(weight)):
-        raise ValueError("Input sample_weight contains NaN or infinity.")
-    if np.any(weight < 0):
-        raise ValueError("Negative values in data passed to sample_weight")
+    weight = np.ones(len(X)) if weight is None else checked_weight(weight)
     return Summary(
         len(X),
         float(weight.sum()),

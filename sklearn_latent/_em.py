@@ -206,8 +206,11 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             ensure_min_samples=2,
         )
         self._check_parameters(X, sample_weight)
-        data = self._prepare(X, sample_weight, missing)
+        return self._run(self._prepare(X, sample_weight, missing), do_init)
 
+    def _run(self, data, do_init):
+        """EM on prepared ``data``: ``n_init`` runs from fresh starts where
+        ``do_init``, else one continuing from the current parameters."""
         n_init = getattr(self, "n_init", 1) if do_init else 1
         random_state = check_random_state(self.random_state)
 

@@ -8,19 +8,27 @@ from typing import NamedTuple
 import numpy as np
 import scipy
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
+from ._dask import (
+    checked_block,
+    checked_weight,
+    is_dask_array,
+    refuse_in_partial_fit,
+    sum_over_blocks,
+)
 from ._em import BaseEM
 from ._factor_kernels import (
     _canonical_orientation,
+    _CentredMoments,
     _centred_rows,
     _covariance,
     _DenseScatter,
+    _Extremes,
     _extreme_projections,
     _log_likelihood_samples,
     _maximize,
     _maximize_profile,
-    _mean_and_scatter,
     _moment_sums,
     _orthogonal_rotation,
     _posterior_mean,
@@ -32,7 +40,7 @@ from ._factor_kernels import (
     _squarem_extrapolate,
     _ThinScatter,
 )
-from ._utils import Interval, StrOptions
+from ._utils import Interval, StrOptions, restored_on_error
 
 # Smallest noise variance of a feature, relative to its variance: a feature
 # that reaches it is explained without noise (a Heywood case). Bounding
@@ -294,18 +302,102 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self.verbose_interval = verbose_interval
 
     # ------------------------------------------------------------ fitting
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Add a batch of rows: the model becomes the fit of every row seen.
+
+        Factor analysis needs of its data only the weighted mean and scatter,
+        and these accumulate exactly (Chan et al.'s pairwise update), so
+        partial_fit does not approximate with stepwise EM as
+        :meth:`EMGaussianMixture.partial_fit` must: it adds the batch's
+        moments to those of all the rows given to :meth:`fit` and
+        partial_fit so far, then runs EM from the current parameters to
+        convergence. The result is the fit of all those rows, for
+        O(batch · n_features^2) per batch plus O(n_features^2 n_components)
+        per EM iteration, in O(n_features^2) memory however many rows.
+
+        The first call (on an unfitted model) starts as :meth:`fit` does and
+        gives the factors scikit-learn's signs on its batch; later calls keep
+        each factor's orientation. Every batch must have the first one's
+        features, without NaN. A fit with fewer samples than features keeps
+        no scatter matrix, so partial_fit cannot continue it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of samples, in memory (pass the blocks of a dask array
+            one at a time, or fit it).
+        y : Ignored
+            Not used, present for API consistency by convention.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the batch's samples.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        with restored_on_error(self):
+            return self._partial_fit(X, sample_weight)
+
+    def _partial_fit(self, X, sample_weight):
+        refuse_in_partial_fit(X)
+        first = not hasattr(self, "converged_")
+        X, sample_weight, missing = self._validated(
+            X,
+            sample_weight,
+            reset=first,
+            hint="partial_fit continues the fitted model: every batch must have "
+            "the features of the first.",
+        )
+        if missing is not None:
+            raise ValueError(
+                "EMFactorAnalysis.partial_fit accumulates the mean and scatter "
+                "of complete rows; X holds NaN. Fit data with missing values "
+                "with fit."
+            )
+        if not first and self._moments_seen is None:
+            raise ValueError(
+                "This EMFactorAnalysis was fitted on fewer samples than "
+                "features, which keeps no scatter matrix for partial_fit to add "
+                "to. Fit all the data at once, or start partial_fit on an "
+                "unfitted estimator."
+            )
+        self._check_parameters(X, sample_weight)
+        with np.errstate(over="ignore", invalid="ignore"):
+            batch = self._batch_moments(X, sample_weight)
+            seen = batch if first else self._moments_seen + batch
+            scatter = _DenseScatter(seen.scatter)
+        self._check_moments(X, seen.total_weight, seen.mean, scatter)
+        self._moments_seen, self._n_m_steps = seen, 0
+        # The first batch gives the factors their signs, later ones none.
+        moments = _Moments(
+            seen.total_weight,
+            seen.mean,
+            scatter,
+            seen.n_rows,
+            X if first else None,
+            sample_weight,
+        )
+        if not first:
+            self.lower_bound_ = -np.inf  # that of other data: no yardstick
+        self._run(moments, do_init=first)
+        self.n_batch_iter_ = getattr(self, "n_batch_iter_", 0) + 1
+        return self
+
     def _finalize(self, moments):
         del self._n_m_steps
         components = _canonical_orientation(self.components_, self.noise_variance_)
-        # scikit-learn's signs: one more pass over the data, to find each
-        # factor's score of largest magnitude.
-        directions = (components / self.noise_variance_).T
-        extremes = np.zeros(len(components))
-        row_bytes = 8 * len(self.mean_)
-        for X, weight in self._chunks(row_bytes, moments.X, moments.sample_weight):
-            chunk = _extreme_projections(X, self.mean_, directions, weight)
-            extremes = np.where(np.abs(chunk) > np.abs(extremes), chunk, extremes)
-        self.components_ = np.where(extremes < 0, -1.0, 1.0)[:, None] * components
+        if moments.X is None:
+            # A later batch of partial_fit: the factors keep the orientation
+            # of the previous call, so that they do not flip between batches.
+            aligned = np.sum(components * self._oriented_components, axis=1)
+            signs = np.where(aligned < 0, -1.0, 1.0)
+        else:
+            # scikit-learn's signs: one more pass over the data, to find each
+            # factor's score of largest magnitude.
+            extremes = self._extremes(moments, (components / self.noise_variance_).T)
+            signs = np.where(extremes.values < 0, -1.0, 1.0)
+        self.components_ = self._oriented_components = signs[:, None] * components
         if self.rotation is not None:
             self.components_ = _orthogonal_rotation(self.components_, self.rotation)
         # Each E-step scores the parameters before its M-step: shift the
@@ -319,6 +411,17 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self.lower_bound_ = final
         self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
         self._warn_heywood(self._noise_bounds(moments.scatter)[0])
+
+    def _extremes(self, moments, directions):
+        """:class:`_Extremes` of the data's projections on ``directions``."""
+        X, weight, mean = moments.X, moments.sample_weight, self.mean_
+        if is_dask_array(X):
+            return sum_over_blocks(_block_extremes, X, weight, mean, directions)
+
+        def extremes(X, weight):
+            return (_Extremes(_extreme_projections(X, mean, directions, weight)),)
+
+        return self._sum_over_chunks(extremes, X, weight, 8 * X.shape[1])[0]
 
     def _noise_bounds(self, scatter):
         """Lower and upper bounds of the noise variances, each (n_features,).
@@ -380,38 +483,71 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _prepare(self, X, sample_weight, missing=None):
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
+        self.n_batch_iter_ = 0
         n_samples, n_features = X.shape
         dense = self._dense_scatter
         if dense is None:
-            dense = n_samples >= n_features
+            dense = n_samples >= n_features or is_dask_array(X)
         # One pass over the data; EM then needs only these moments.
         # Sums that overflow are caught below, with a clearer message.
         with np.errstate(over="ignore", invalid="ignore"):
-            shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
-            if dense:
-                total_weight, first, second = self._sum_over_chunks(
-                    partial(_moment_sums, shift=shift),
-                    X,
-                    sample_weight,
-                    row_bytes=2 * 8 * n_features,
-                )
-                mean, matrix = _mean_and_scatter(total_weight, first, second, shift)
-                scatter = _DenseScatter(matrix)
+            if is_dask_array(X):
+                seen = self._dask_moments(X, sample_weight)
+            elif dense:
+                seen = self._batch_moments(X, sample_weight)
             else:
+                shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
                 total_weight, mean, rows = _centred_rows(X, sample_weight, shift)
                 scatter = _ThinScatter(rows)
+        # What partial_fit adds its batches to: kept on the dense path only,
+        # where the (n_features, n_features) scatter exists anyway.
+        self._moments_seen = seen if dense else None
+        if dense:
+            total_weight, mean, n_rows = seen.total_weight, seen.mean, seen.n_rows
+            with np.errstate(over="ignore", invalid="ignore"):
+                scatter = _DenseScatter(seen.scatter)
+        else:
+            n_rows = (
+                n_samples if sample_weight is None else np.count_nonzero(sample_weight)
+            )
+        self._check_moments(X, total_weight, mean, scatter)
+        return _Moments(total_weight, mean, scatter, n_rows, X, sample_weight)
+
+    def _batch_moments(self, X, sample_weight):
+        """The :class:`_CentredMoments` of in-memory rows: one chunked pass."""
+        shift = X[:SHIFT_ROWS].mean(axis=0, dtype=np.float64)
+        total_weight, first, second = self._sum_over_chunks(
+            partial(_moment_sums, shift=shift),
+            X,
+            sample_weight,
+            row_bytes=2 * 8 * X.shape[1],
+        )
+        n_rows = X.shape[0] if sample_weight is None else np.count_nonzero(sample_weight)
+        return _CentredMoments.from_sums(total_weight, first, second, shift, n_rows)
+
+    @staticmethod
+    def _dask_moments(X, sample_weight):
+        """The :class:`_CentredMoments` of a dask X: a pass over its blocks on
+        the active scheduler, which also checks their values."""
+        shift = checked_block(X[:SHIFT_ROWS].compute()).mean(axis=0, dtype=np.float64)
+        seen = sum_over_blocks(_block_moments, X, sample_weight, shift)
+        if seen.total_weight == 0:
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return seen
+
+    @staticmethod
+    def _check_moments(X, total_weight, mean, scatter):
         finite = np.all(np.isfinite(scatter.diagonal)) and np.all(np.isfinite(mean))
         if not (np.isfinite(total_weight) and finite):
+            largest = np.abs(X).max()
+            largest = float(largest.compute() if is_dask_array(X) else largest)
             raise ValueError(
                 "EMFactorAnalysis: the weighted sums of squares of the data "
-                "overflow float64 (data up to "
-                f"{np.abs(X).max():.3g}, total sample weight {total_weight:.3g}). "
-                "Scale the data, e.g. with sklearn.preprocessing.StandardScaler, "
-                "and keep sample weights to a moderate range (their scale does "
-                "not matter)."
+                f"overflow float64 (data up to {largest:.3g}, total sample "
+                f"weight {total_weight:.3g}). Scale the data, e.g. with "
+                "sklearn.preprocessing.StandardScaler, and keep sample weights "
+                "to a moderate range (their scale does not matter)."
             )
-        n_rows = n_samples if sample_weight is None else np.count_nonzero(sample_weight)
-        return _Moments(total_weight, mean, scatter, n_rows, X, sample_weight)
 
     def _initialize(self, moments, random_state):
         n_features = len(moments.mean)
@@ -568,8 +704,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Z : ndarray of shape (n_samples, n_components)
             (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) for each sample.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self._map_rows(self._transform, X, self.components_.shape[0])
+
+    def _transform(self, X):
         return _posterior_mean(X, self.mean_, self.components_, self.noise_variance_)
 
     def inverse_transform(self, Z):
@@ -627,3 +764,19 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
+
+
+def _block_moments(X, weight, shift):
+    """The :class:`_CentredMoments` of one dask block, its values checked."""
+    X, weight = checked_block(X), checked_weight(weight)
+    total_weight, first, second = _moment_sums(X, weight, shift)
+    n_rows = len(X) if weight is None else np.count_nonzero(weight)
+    return _CentredMoments.from_sums(total_weight, first, second, shift, n_rows)
+
+
+def _block_extremes(X, weight, mean, directions):
+    """The :class:`_Extremes` of one dask block's projections."""
+    if not len(X):
+        return _Extremes(np.zeros(directions.shape[1]))
+    X, weight = checked_block(X), checked_weight(weight)
+    return _Extremes(_extreme_projections(X, mean, directions, weight))

@@ -19,6 +19,8 @@ with S = Y^T Y (few samples: O(n_samples n_features) memory, products in
 O(n_samples n_features n_components)). The kernels below take either.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import linalg, optimize
 from sklearn.utils.extmath import randomized_svd
@@ -94,11 +96,64 @@ def _centred_rows(X, sample_weight, shift):
     return total_weight, shift + offset, rows
 
 
-def _mean_and_scatter(total_weight, first, second, shift):
-    """Weighted mean (n_features,) and scatter (n_features, n_features) from
-    the sums of :func:`_moment_sums`."""
-    offset = first / total_weight
-    return shift + offset, second / total_weight - np.outer(offset, offset)
+@dataclass(frozen=True)
+class _CentredMoments:
+    """Total weight, weighted mean and centred sum of squares
+    sum w (x - mean)(x - mean)^T of some rows, and how many rows have
+    positive weight: a value that adds.
+
+    Two parts add by Chan et al.'s pairwise update, each centred on its own
+    mean, so that merging batches or dask blocks keeps the precision of each
+    part however far the data lie from the origin or drift between batches.
+    """
+
+    total_weight: float
+    mean: np.ndarray
+    sum_of_squares: np.ndarray
+    n_rows: int
+
+    @classmethod
+    def from_sums(cls, total_weight, first, second, shift, n_rows):
+        """From the sums of :func:`_moment_sums` about ``shift``."""
+        if total_weight == 0:
+            return cls(0.0, shift, np.zeros_like(second), 0)
+        offset = first / total_weight
+        return cls(total_weight, shift + offset, second - np.outer(first, offset), n_rows)
+
+    def __add__(self, other):
+        if other.total_weight == 0:
+            return self
+        if self.total_weight == 0:
+            return other
+        total = self.total_weight + other.total_weight
+        delta = other.mean - self.mean
+        share = other.total_weight / total
+        return _CentredMoments(
+            total,
+            self.mean + share * delta,
+            self.sum_of_squares
+            + other.sum_of_squares
+            + np.outer(delta, delta * (self.total_weight * share)),
+            self.n_rows + other.n_rows,
+        )
+
+    @property
+    def scatter(self):
+        """The weighted covariance, sum of squares / total weight."""
+        return self.sum_of_squares / self.total_weight
+
+
+@dataclass(frozen=True)
+class _Extremes:
+    """Per factor, the projection of largest magnitude among some rows (see
+    :func:`_extreme_projections`): a value that combines like a sum. On a tie
+    the left part wins, so that combined in row order the first row does."""
+
+    values: np.ndarray
+
+    def __add__(self, other):
+        larger = np.abs(other.values) > np.abs(self.values)
+        return _Extremes(np.where(larger, other.values, self.values))
 
 
 # ---------------------------------------------- solves with zero factors too

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from sklearn_latent import EMGaussianMixture
+from sklearn_latent import EMFactorAnalysis, EMGaussianMixture
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -217,3 +217,68 @@ def test_vae_fit_streams_the_blocks_of_a_dask_array():
         VAEEstimator(early_stopping=True).fit(X_dask)
     with pytest.raises(TypeError, match="one batch in memory"):
         vae.partial_fit(X_dask)
+
+
+# ------------------------------------------------------------ factor analysis
+def factor_data(n_samples=3000, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 3)) @ rng.normal(size=(3, 8))
+    X += rng.normal(size=(n_samples, 8)) * rng.uniform(0.3, 1.5, size=8) + 100.0
+    return X, rng.uniform(0.2, 3.0, n_samples)
+
+
+@pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
+@pytest.mark.parametrize("weights", ["none", "numpy", "dask"])
+def test_factor_analysis_on_dask_equals_numpy(client, noise, weights):
+    X, w = factor_data()
+    X_dask = da.from_array(X, chunks=(700, 8))
+    weight = {"none": None, "numpy": w, "dask": da.from_array(w, chunks=500)}
+    numpy_weight = None if weights == "none" else w
+    expected = EMFactorAnalysis(3, noise=noise, tol=1e-8).fit(
+        X, sample_weight=numpy_weight
+    )
+    got = EMFactorAnalysis(3, noise=noise, tol=1e-8).fit(
+        X_dask, sample_weight=weight[weights]
+    )
+    assert got.n_iter_ == expected.n_iter_
+    for name in ("mean_", "components_", "noise_variance_"):
+        assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-8)
+    assert_allclose(got.lower_bounds_, expected.lower_bounds_, rtol=1e-10)
+    # Lazy outputs, chunked like X's rows, equal to numpy's.
+    Z, scores = got.transform(X_dask), got.score_samples(X_dask)
+    assert Z.chunks == (X_dask.chunks[0], (3,))
+    assert scores.chunks == (X_dask.chunks[0],)
+    assert_allclose(Z.compute(), expected.transform(X), rtol=1e-7, atol=1e-9)
+    assert_allclose(scores.compute(), expected.score_samples(X), rtol=1e-9)
+    assert_allclose(got.score(X_dask), expected.score(X), rtol=1e-9)
+
+
+def test_factor_analysis_refuses_bad_dask_input_clearly(client):
+    X, _ = factor_data(300)
+    bad = X.copy()
+    bad[250, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        EMFactorAnalysis(2).fit(da.from_array(bad, chunks=100))
+    with pytest.raises(ValueError, match="Negative"):
+        EMFactorAnalysis(2).fit(
+            da.from_array(X, chunks=100), sample_weight=da.full(300, -1.0, chunks=50)
+        )
+    with pytest.raises(ValueError, match="non-zero"):
+        EMFactorAnalysis(2).fit(
+            da.from_array(X, chunks=100), sample_weight=da.zeros(300, chunks=50)
+        )
+    with pytest.raises(TypeError, match="one batch in memory"):
+        EMFactorAnalysis(2).partial_fit(da.from_array(X, chunks=100))
+
+
+def test_factor_analysis_partial_fit_with_incremental():
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X, _ = factor_data(4000)
+    model = wrappers.Incremental(EMFactorAnalysis(3, tol=1e-10))
+    model.fit(da.from_array(X, chunks=500))
+    assert model.estimator_.n_batch_iter_ == 8
+    whole = EMFactorAnalysis(3, tol=1e-10).fit(X)
+    assert abs(model.estimator_.lower_bound_ - whole.lower_bound_) < 1e-6
+    assert_allclose(
+        model.estimator_.get_covariance(), whole.get_covariance(), rtol=1e-4
+    )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy import linalg, optimize, stats
 from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, load_wine
@@ -30,7 +30,7 @@ from sklearn_latent._factor_kernels import (
     _extreme_projections,
     _log_likelihood_samples,
     _maximize,
-    _mean_and_scatter,
+    _CentredMoments,
     _moment_sums,
     _orthogonal_rotation,
     _posterior_mean,
@@ -91,24 +91,54 @@ def is_monotone(values, atol=0.0):
 
 
 # ------------------------------------------------------------------ kernels
+def moments_of(X, weight, shift):
+    total, first, second = _moment_sums(X, weight, shift=shift)
+    n_rows = len(X) if weight is None else np.count_nonzero(weight)
+    return _CentredMoments.from_sums(total, first, second, shift, n_rows)
+
+
 def test_moments_match_weighted_mean_and_covariance():
     rng = np.random.RandomState(0)
     # A large offset: summing about zero would lose the scatter's precision.
     X = 1e6 + rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
     weight = rng.randint(0, 4, size=300).astype(float)
-    total, first, second = _moment_sums(X, weight, shift=X[0])
-    mean, scatter = _mean_and_scatter(total, first, second, X[0])
-    assert total == weight.sum()
-    assert_allclose(mean, np.average(X, axis=0, weights=weight))
+    moments = moments_of(X, weight, X[0])
+    assert moments.total_weight == weight.sum()
+    assert moments.n_rows == np.count_nonzero(weight)
+    assert_allclose(moments.mean, np.average(X, axis=0, weights=weight))
     expected = np.cov(X - 1e6, rowvar=False, aweights=weight, bias=True)
-    assert_allclose(scatter, expected, rtol=1e-9)
-
-    total, first, second = _moment_sums(X, None, shift=X[0])
+    assert_allclose(moments.scatter, expected, rtol=1e-9)
     assert_allclose(
-        _mean_and_scatter(total, first, second, X[0])[1],
+        moments_of(X, None, X[0]).scatter,
         np.cov(X - 1e6, rowvar=False, bias=True),
         rtol=1e-9,
     )
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e8])
+def test_moments_of_parts_add_up_to_those_of_the_whole(offset):
+    # Chan's update: parts centred on their own means, even far from the
+    # origin and from each other, add to the whole's moments to 1e-12.
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(500, 5)) @ rng.normal(size=(5, 5))
+    X[250:] += offset  # a batch that drifted far away
+    weight = rng.uniform(0, 3, size=500)
+    weight[:7] = 0.0
+    whole = moments_of(X, weight, X[0])
+    cuts = [0, 3, 250, 251, 400, 500]
+    parts = [
+        moments_of(X[a:b], weight[a:b], X[a]) for a, b in zip(cuts, cuts[1:])
+    ]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    assert total.n_rows == whole.n_rows == 493
+    assert_allclose(total.total_weight, whole.total_weight, rtol=1e-12)
+    assert_allclose(total.mean, whole.mean, rtol=1e-12)
+    assert_allclose(total.sum_of_squares, whole.sum_of_squares, rtol=1e-12)
+    # A part of zero weight changes nothing.
+    empty = moments_of(X[:7], weight[:7], X[0])
+    assert (total + empty) is total and (empty + total) is total
 
 
 @FORMS
@@ -986,3 +1016,92 @@ def test_never_decreases_and_ends_at_the_returned_score(
     total = samples.sum() if weight is None else samples @ weight
     assert np.all(np.isfinite(samples))
     assert_allclose(fa.loglike_[-1], total, rtol=1e-7)
+
+
+# -------------------------------------------------------------- partial_fit
+def quietly(method, *args, **kwargs):
+    """Call without Heywood or convergence warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The noise variance of")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return method(*args, **kwargs)
+
+
+def fit_of_all(X, weight=None, **params):
+    return quiet_fit(EMFactorAnalysis(3, tol=1e-10, **params), X, sample_weight=weight)
+
+
+def assert_same_model(got, expected, X):
+    # The statistics EM sees are those of all the rows, to rounding...
+    seen, whole = got._moments_seen, expected._moments_seen
+    assert_allclose(seen.total_weight, whole.total_weight, rtol=1e-12)
+    assert_allclose(seen.mean, whole.mean, rtol=1e-12)
+    assert_allclose(seen.sum_of_squares, whole.sum_of_squares, rtol=1e-10)
+    # ... and both fits reach the same maximum from their own starts, as far
+    # as EM's stopping rule (gain per iteration below tol, at a linear rate)
+    # and the flatness of the maximum (parameters to about sqrt of that) let.
+    assert abs(got.lower_bound_ - expected.lower_bound_) < 1e-6
+    assert_allclose(got.get_covariance(), expected.get_covariance(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
+def test_partial_fit_over_batches_is_the_fit_of_all_rows(noise):
+    X = fa_data(1200)[0] + 1e6  # far from the origin: moments add exactly
+    weight = np.random.RandomState(1).uniform(0, 2, size=len(X))
+    fa = EMFactorAnalysis(3, noise=noise, tol=1e-10)
+    for start in range(0, len(X), 250):
+        rows = slice(start, start + 250)
+        quietly(fa.partial_fit, X[rows], sample_weight=weight[rows])
+    assert fa.n_batch_iter_ == 5
+    assert_same_model(fa, fit_of_all(X, weight, noise=noise), X)
+
+
+def test_partial_fit_after_fit_adds_to_the_fitted_rows():
+    X = fa_data(1000)[0]
+    fa = fit_of_all(X[:600])
+    assert fa.n_batch_iter_ == 0
+    quietly(fa.partial_fit, X[600:])
+    assert fa.n_batch_iter_ == 1
+    assert_same_model(fa, fit_of_all(X), X)
+
+
+def test_partial_fit_keeps_each_factor_orientation():
+    X = fa_data(2000, seed=4)[0]
+    fa = EMFactorAnalysis(3)
+    previous = None
+    for start in range(0, len(X), 200):
+        quietly(fa.partial_fit, X[start : start + 200])
+        if previous is not None:
+            assert np.all(np.sum(fa.components_ * previous, axis=1) > 0)
+        previous = fa.components_.copy()
+    # The first batch gave scikit-learn's signs: those of a fit of it alone.
+    first = quiet_fit(EMFactorAnalysis(3), X[:200])
+    assert np.all(np.sum(first.components_ * previous, axis=1) > 0)
+
+
+def test_partial_fit_errors_are_clear_and_leave_the_model():
+    X = fa_data(600)[0]
+    fa = quietly(EMFactorAnalysis(3).partial_fit, X[:300])
+    before = fa.get_covariance()
+    with pytest.raises(ValueError, match="features of the first"):
+        fa.partial_fit(X[:, :5])
+    bad = X[300:].copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fa.partial_fit(bad)
+    with pytest.raises(ValueError, match="warm_start|n_components"):
+        fa.set_params(n_components=2).partial_fit(X[300:])
+    assert_array_equal(fa.set_params(n_components=3).get_covariance(), before)
+    wide = quiet_fit(EMFactorAnalysis(2), fa_data(10, n_features=30)[0])
+    with pytest.raises(ValueError, match="fewer samples than features"):
+        wide.partial_fit(fa_data(10, n_features=30, seed=1)[0])
+
+
+def test_partial_fit_over_chunks_of_a_memory_mapped_file(tmp_path):
+    X = fa_data(3000, seed=2)[0]
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    fa = EMFactorAnalysis(3, tol=1e-10)
+    for start in range(0, len(mapped), 700):
+        quietly(fa.partial_fit, mapped[start : start + 700])
+    assert_same_model(fa, fit_of_all(X), X)
