@@ -369,6 +369,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             scatter = _DenseScatter(seen.scatter)
         self._check_moments(X, seen.total_weight, seen.mean, scatter)
         self._moments_seen, self._n_m_steps = seen, 0
+        self._profile_maximised = False
         # The first batch gives the factors their signs, later ones none.
         moments = _Moments(
             seen.total_weight,
@@ -385,7 +386,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         return self
 
     def _finalize(self, moments):
-        del self._n_m_steps
+        del self._n_m_steps, self._profile_maximised
         components = _canonical_orientation(self.components_, self.noise_variance_)
         if moments.X is None:
             # A later batch of partial_fit: the factors keep the orientation
@@ -483,6 +484,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _prepare(self, X, sample_weight, missing=None):
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
+        self._profile_maximised = False
         self.n_batch_iter_ = 0
         n_samples, n_features = X.shape
         dense = self._dense_scatter
@@ -571,7 +573,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     moments.scatter, n_components, None, "lapack", 0, None, floor
                 )[1]
                 ends = [
-                    self._maximize_noise(moments.scatter, n_components, start)
+                    self._maximize_noise(moments.scatter, n_components, start)[0]
                     for start in (noise, ppca)
                 ]
                 noise = max(
@@ -642,8 +644,18 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self.mean_ = moments.mean
         self._n_m_steps += 1
         n_components, n_features = self.components_.shape
-        if self._n_m_steps > SQUAREM_FIRST and self._quasi_newton(n_features):
-            noise = self._maximize_noise(scatter, n_components, self.noise_variance_)
+        # Right after a quasi-Newton run that converged, the parameters are at
+        # the maximum: a cheap SQUAREM cycle confirms it, where another run
+        # would cost as much as the first.
+        maximised, self._profile_maximised = self._profile_maximised, False
+        if (
+            self._n_m_steps > SQUAREM_FIRST
+            and self._quasi_newton(n_features)
+            and not maximised
+        ):
+            noise, converged = self._maximize_noise(
+                scatter, n_components, self.noise_variance_
+            )
             components = _profile(noise, scatter, n_components)[2]
             *posterior, log_likelihood = _posterior_statistics(
                 components, noise, scatter
@@ -651,6 +663,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             # Kept only if better, by the very function the next E-step uses.
             if log_likelihood > log_likelihood0:
                 self.components_, self.noise_variance_ = components, noise
+                self._profile_maximised = converged
                 return
 
         theta0 = (self.components_, self.noise_variance_)

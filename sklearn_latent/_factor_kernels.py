@@ -31,6 +31,11 @@ LOG_2PI = np.log(2 * np.pi)
 # below that, measured, it costs less than randomized_svd's sketch, whose
 # products with thin matrices run at memory speed.
 EXACT_GRAM_ROWS = 30
+# Likewise the dense scatter's top eigenpairs come from LAPACK's exact eigh,
+# for "randomized" too, up to EXACT_EIGEN_FEATURES (n_components + 10)
+# features: there a whole eigh costs less than randomized_svd's products
+# and Python overhead (about 5 ms a start at 25 features).
+EXACT_EIGEN_FEATURES = 10
 
 
 # ------------------------------------------------------- data statistics
@@ -159,16 +164,29 @@ class _Extremes:
 # ---------------------------------------------- solves with zero factors too
 # SciPy before 1.11 or so refuses the empty systems of a model with no factors
 # (n_components=0), which are well defined: their solutions are empty.
+# The matrices here are small (n_components or n_rows square) and factorised
+# several times per EM iteration: LAPACK is called directly, since SciPy's
+# wrappers' checks cost more than the factorisations themselves.
+def _cholesky(a):
+    """The lower Cholesky factor of a symmetric positive-definite float64 a."""
+    chol, info = linalg.lapack.dpotrf(a, lower=1, clean=1)
+    if info:
+        raise np.linalg.LinAlgError(
+            f"{info}-th leading minor of the array is not positive definite"
+        )
+    return chol
+
+
 def _cho_solve(chol, b):
     """C^-1 b for the lower Cholesky factor of C."""
-    return linalg.cho_solve((chol, True), b) if len(chol) else np.zeros_like(b)
+    return linalg.lapack.dpotrs(chol, b, lower=1)[0] if len(chol) else np.zeros_like(b)
 
 
 def _inverse_positive(a):
     """a^-1 for a small symmetric positive-definite a (n_components,
     n_components). Multiplying by it is a matrix product: with as many
     right-hand sides as features, LAPACK's triangular solves run ~6x slower."""
-    return _cho_solve(linalg.cholesky(a, lower=True), np.eye(len(a))) if len(a) else a
+    return _cho_solve(_cholesky(a), np.eye(len(a))) if len(a) else a
 
 
 def _solve_lower(chol, b):
@@ -197,6 +215,8 @@ class _DenseScatter:
         (n_features, n_components). ``args``: iterated_power and random_state
         of "randomized"."""
         scaled = self.matrix if scale is None else self.matrix / np.outer(scale, scale)
+        if len(scaled) <= EXACT_EIGEN_FEATURES * (n_components + 10):
+            svd_method = "lapack"
         return _top_eigen(scaled, n_components, svd_method, *args)
 
     def ridge_inverse_diagonal(self, scale, ridge):
@@ -265,7 +285,7 @@ class _ThinScatter:
         scaled = self.rows / scale
         gram = scaled @ scaled.T
         gram.flat[:: len(gram) + 1] += ridge
-        solved = _cho_solve(linalg.cholesky(gram, lower=True), scaled)
+        solved = _cho_solve(_cholesky(gram), scaled)
         return (1.0 - np.einsum("ij,ij->j", scaled, solved)) / ridge
 
 
@@ -278,7 +298,7 @@ def _noise_whitened(components, noise_variance):
     gram.flat[:: len(gram) + 1] += 1.0
     if not len(gram):  # no factors: old SciPy's LAPACK aborts on an empty matrix
         return whitened, gram
-    return whitened, linalg.cholesky(gram, lower=True)
+    return whitened, _cholesky(gram)
 
 
 def _log_det_covariance(noise_variance, chol):
@@ -444,6 +464,8 @@ def _maximize_profile(
     Returns
     -------
     noise_variance : ndarray of shape (n_features,)
+    converged : bool
+        Whether L-BFGS-B met its tolerances (rather than ``max_iter``).
     """
 
     def negative(uniqueness):
@@ -462,7 +484,7 @@ def _maximize_profile(
         # L-BFGS-B's ftol is relative to |f|; tol is absolute.
         options={"ftol": tol / max(abs(value), 1.0), "gtol": tol, "maxiter": max_iter},
     )
-    return np.clip(result.x * upper, lower, upper)
+    return np.clip(result.x * upper, lower, upper), bool(result.success)
 
 
 def _whitened_rows(X, mean, noise_variance):
