@@ -199,13 +199,23 @@ class Summary:
 
 
 def _block_summary(X, weight):
-    X = checked_block(X)
-    weight = np.ones(len(X)) if weight is None else checked_weight(weight)
+    return summary_of(checked_block(X), checked_weight(weight))
+
+
+def summary_of(X, weight):
+    """The :class:`Summary` of rows already checked (``weight`` None or
+    float64)."""
+    if weight is None:
+        total, largest = float(len(X)), float(len(X) > 0)
+        weighted_sum = X.sum(axis=0, dtype=np.float64)
+    else:
+        total, largest = float(weight.sum()), float(weight.max(initial=0.0))
+        weighted_sum = weight @ X.astype(np.float64, copy=False)
     return Summary(
         len(X),
-        float(weight.sum()),
-        float(weight.max(initial=0.0)),
-        weight @ X.astype(np.float64),
+        total,
+        largest,
+        weighted_sum,
         X.min(axis=0, initial=np.inf),
         X.max(axis=0, initial=-np.inf),
     )

@@ -18,6 +18,7 @@ from ._dask import (
     sample_rows,
     sum_over_blocks,
     summarise,
+    summary_of,
 )
 from ._em import BaseEM, check_scale, rows_per_chunk
 from ._utils import (
@@ -311,15 +312,19 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _summarise(self, X, sample_weight):
         """What every E-step over these rows needs, computed once."""
-        total_weight = float(
-            X.shape[0] if sample_weight is None else np.sum(sample_weight)
-        )
+        # One pass, chunk by chunk (each chunk read from cache by the second
+        # and third reduction), on every core.
+        weight = None if sample_weight is None else sample_weight.astype(np.float64)
+        summary = self._sum_over_chunks(
+            lambda X, w: (summary_of(X, w),), X, weight, row_bytes=8 * X.shape[1]
+        )[0]
+        total_weight = summary.total_weight
         # Rows are taken about the weighted data mean (see _gaussian_kernels).
-        shift = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
+        shift = summary.mean
         # The corner of the data's bounding box bounds every row's distance
         # from the shift; the exact distance costs a pass over the data and is
         # taken only if this bound does not show the fast path safe.
-        corner = np.maximum(np.max(X, axis=0) - shift, shift - np.min(X, axis=0))
+        corner = np.maximum(summary.maximum - shift, shift - summary.minimum)
         radius = float(np.linalg.norm(corner))
         scatter = None
         if self.covariance_type == "tied":
