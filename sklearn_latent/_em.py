@@ -184,7 +184,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     X,
                     dtype=[np.float64, np.float32],
                     ensure_min_samples=ensure_min_samples,
-                    ensure_all_finite="allow-nan" if self._allow_nan else True,
+                    # check_scale below sees NaN and infinity in its pass.
+                    ensure_all_finite=False,
                     reset=reset,
                 )
         except ValueError as error:
@@ -198,7 +199,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             if sample_weight is not None:
                 sample_weight = check_dask_weight(sample_weight, X)
             return X, sample_weight, None
-        missing = check_missing(X) if check_scale(X) else None
+        missing = None
+        if check_scale(X):
+            if not self._allow_nan:
+                raise ValueError(
+                    f"Input X contains NaN. {type(self).__name__} does not accept "
+                    "missing values encoded as NaN."
+                )
+            missing = check_missing(X)
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
         return X, sample_weight, missing
@@ -504,35 +512,38 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
 
 def check_scale(X, minimum=None, maximum=None):
-    """Refuse data whose squares, summed over the data, overflow float64.
+    """Refuse infinite values, and data whose squares, summed over the data,
+    overflow float64. Returns whether X holds NaN.
 
-    ``minimum`` and ``maximum`` of X, where known, say the scale. Returns
-    whether X holds NaN, which the same reductions see for free.
+    ``minimum`` and ``maximum`` of X, where known, save the reductions.
     """
     fmax = np.finfo(np.float64).max
     if minimum is None and X.size and X.dtype == np.float64 and (
         X.flags.c_contiguous or X.flags.f_contiguous
     ):
-        # This runs on every fit: one BLAS pass gives the sum of squares
-        # itself, where a minimum and a maximum take two slower ones. With
-        # weights of mean one, no weighted sum of squares exceeds n times it.
+        # This runs on every fit: one BLAS pass gives the sum of squares,
+        # finite only where every value is. With weights of mean one, no
+        # weighted sum of squares exceeds n times it.
         values = X.ravel(order="K")
         with np.errstate(over="ignore", invalid="ignore"):
             total = float(np.dot(values, values))
-        if not np.isnan(total):
+        if np.isfinite(total):
             if total * X.shape[0] >= fmax:
                 _refuse_scale(float(np.max(np.abs(X))))
             return False
     has_nan = False
+    largest = 0.0
     if X.size:
         minimum = np.min(X) if minimum is None else minimum
         maximum = np.max(X) if maximum is None else maximum
         has_nan = bool(np.isnan(np.min(minimum)))
-        if has_nan:  # only possible where the model allows NaN
+        if has_nan:
             minimum, maximum = np.nanmin(X), np.nanmax(X)
         largest = max(float(np.max(maximum)), -float(np.min(minimum)))
-    else:
-        largest = 0.0
+        if np.isinf(largest):
+            raise ValueError(
+                f"Input X contains infinity or a value too large for {X.dtype!r}."
+            )
     if largest * np.sqrt(X.size) >= np.sqrt(fmax):
         _refuse_scale(largest)
     return has_nan
