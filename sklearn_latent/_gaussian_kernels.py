@@ -608,3 +608,209 @@ def mixture_statistics(
         float(total_weight),
         float(extent),
     )
+
+
+# ---------------------------------------------------------- missing entries
+# With NaN as missing entries (Ghahramani and Jordan, 1994), component k's
+# density of a row is its marginal on the observed entries o. In precision
+# form (P = Sigma^-1, y = x - mu_k with the m missing entries set to 0, so
+# that v = (P y)_m = P_mo y_o):
+#
+#     y_o^T Sigma_oo^-1 y_o = y^T P y - v^T P_mm^-1 v
+#     log det Sigma_oo     = log det P_mm - log det P
+#     E[x_m | x_o, k]      = mu_m - P_mm^-1 v,   Cov[x_m | x_o, k] = P_mm^-1
+#
+# so a row needs one m x m inverse per component, m the number it misses.
+# Deviations are taken about each component's own mean: the rounding error
+# then grows with a row's distance from the components that explain it only.
+
+
+def spd_inverse(A):
+    """Inverses and log-determinants of symmetric positive-definite matrices.
+
+    A (m, m, *batch) -> (m, m, *batch), (*batch): the batch is last, so that
+    every step below is one vectorised operation over contiguous memory.
+    Gauss-Jordan elimination in place, without pivoting (stable for SPD
+    matrices): a Python loop over m only. Under MCAR nearly every row has a
+    pattern of its own, so the batch is the rows (times the components).
+    """
+    A = np.array(A, dtype=np.float64)
+    log_det = np.zeros(A.shape[2:])
+    for j in range(A.shape[0]):
+        pivot = A[j, j].copy()
+        log_det += np.log(pivot)
+        row = A[j] / pivot
+        column = A[:, j].copy()
+        A -= column[:, np.newaxis] * row[np.newaxis]
+        A[j] = row
+        A[:, j] = -column / pivot
+        A[j, j] = 1.0 / pivot
+    return A, log_det
+
+
+def missing_groups(missing, min_shared=256):
+    """Rows with missing entries grouped for the batched kernels.
+
+    ``missing`` (n, d) bool -> a list of (rows, idx): ``rows`` (n_g,) row
+    indices and ``idx`` (G, m) the missing columns of each row, in order.
+    Rows whose pattern at least ``min_shared`` rows share form a group of
+    their own with G = 1: one factorisation serves them all (whole columns
+    missing in blocks of rows). The others are grouped by their number of
+    missing entries m, G = n_g.
+    """
+    n_rows, n_features = missing.shape
+    packed = np.packbits(missing, axis=1)
+    _, inverse, sizes = np.unique(
+        packed, axis=0, return_inverse=True, return_counts=True
+    )
+    inverse = inverse.ravel()
+    shared = sizes[inverse] >= min_shared
+    groups = []
+    if np.any(shared):
+        rows = np.flatnonzero(shared)
+        rows = rows[np.argsort(inverse[rows], kind="stable")]
+        starts = np.flatnonzero(np.diff(inverse[rows], prepend=-1))
+        for block in np.split(rows, starts[1:]):
+            groups.append((block, np.flatnonzero(missing[block[0]])[np.newaxis]))
+    rows = np.flatnonzero(~shared)
+    n_missing = np.count_nonzero(missing[rows], axis=1)
+    order = np.argsort(n_missing, kind="stable")
+    rows, n_missing = rows[order], n_missing[order]
+    starts = np.flatnonzero(np.diff(n_missing, prepend=-1))
+    for block, m in zip(np.split(rows, starts[1:]), n_missing[starts], strict=True):
+        idx = np.nonzero(missing[block])[1].reshape(len(block), m)
+        groups.append((block, idx))
+    return groups
+
+
+class MissingModel:
+    """What the kernels of missing entries need of the current parameters.
+
+    Dense structures (full, tied) keep their precisions ``P`` (K or 1, d, d);
+    diagonal ones (diag, spherical) their per-feature precisions (K, d).
+    ``log_det`` (K,) is log det U_k = 1/2 log det P_k.
+    """
+
+    def __init__(self, cov, weights, means, U):
+        K, d = means.shape
+        self.cov, self.means, self.log_weights = cov, means, np.log(weights)
+        self.dense = cov in (Full, Tied)
+        P = cov.precisions(U)
+        if self.dense:
+            self.P = P.reshape(-1, d, d)
+            self.log_det = np.broadcast_to(cov.log_det(U, d), (K,))
+        else:
+            self.P = np.broadcast_to(P.reshape(K, -1), (K, d))
+            self.log_det = None
+
+
+def missing_log_prob(model, X, idx):
+    """log(weight_k p(x_o | k)) of rows with missing entries, and the
+    conditional moments of their missing entries.
+
+    X (n, d) float64 with NaN where missing; ``idx`` (G, m) the missing
+    columns of each row (G = n) or of every row (G = 1), as
+    :func:`missing_groups` gives them (ignored for diagonal structures).
+    Returns ``log_prob`` (K, n); ``Y`` (K, n, d): x - mu_k with the missing
+    entries set to their conditional means about mu_k; and the conditional
+    covariances: (m, m, K or 1, G) for dense structures, (K, d) variances
+    for diagonal ones. A row with nothing observed gets log weight_k.
+    """
+    observed = ~np.isnan(X)
+    n_observed = np.count_nonzero(observed, axis=1)
+    Y = np.where(observed, X - model.means[:, np.newaxis], 0.0)
+    if model.dense:
+        Z = Y @ model.P
+        quad = np.einsum("knd,knd->kn", Y, Z)
+        m = idx.shape[1]
+        C, log_det_mm = np.zeros((0, 0, 1, 1)), 0.0
+        if m:
+            d = X.shape[1]
+            if len(idx) == 1:
+                v = Z[:, :, idx[0]]
+            else:
+                v = np.take_along_axis(Z, idx[np.newaxis], axis=2)
+            v = v.transpose(2, 0, 1)  # (m, K, n)
+            flat = (idx[:, :, np.newaxis] * d + idx[:, np.newaxis, :]).reshape(-1, m * m)
+            P_mm = model.P.reshape(len(model.P), d * d)[:, flat.T]
+            P_mm = P_mm.transpose(1, 0, 2).reshape(m, m, len(model.P), len(idx))
+            C, log_det_mm = spd_inverse(P_mm)
+            b = np.sum(C * v, axis=1)  # P_mm^-1 v; C broadcasts over K and n
+            quad -= np.einsum("ikn,ikn->kn", b, v)
+            fill = -b.transpose(1, 2, 0)
+            if len(idx) == 1:
+                Y[:, :, idx[0]] = fill
+            else:
+                np.put_along_axis(Y, np.broadcast_to(idx, fill.shape), fill, axis=2)
+        log_det = model.log_det[:, np.newaxis] - 0.5 * log_det_mm
+    else:
+        quad = np.einsum("knd,kd->kn", Y * Y, model.P)
+        log_det = 0.5 * np.log(model.P) @ observed.T
+        C = 1.0 / model.P
+    log_prob = (
+        -0.5 * quad
+        + log_det
+        - 0.5 * math.log(2 * math.pi) * n_observed
+        + model.log_weights[:, np.newaxis]
+    )
+    # The marginal of nothing is 1, exactly (not 1 up to a d x d inverse).
+    log_prob[:, n_observed == 0] = model.log_weights[:, np.newaxis]
+    return log_prob, Y, C
+
+
+def missing_statistics(model, Y, C, idx, resp, missing):
+    """Sums of a group for the M-step, for weighted responsibilities ``resp``
+    (K, n): counts (K,), first (K, d) sums of r y and second sums of r (y
+    y^T + Cov[x | x_o, k]) about each component's mean: (K, d, d) for dense
+    structures, (K, d) diagonals for diagonal ones. ``missing`` (n, d)."""
+    K, n, d = Y.shape
+    counts = resp.sum(axis=1)
+    first = np.einsum("kn,knd->kd", resp, Y)
+    if not model.dense:
+        second = np.einsum("kn,knd->kd", resp, Y * Y) + (resp @ missing) * C
+        return counts, first, second
+    second = (Y * resp[:, :, np.newaxis]).transpose(0, 2, 1) @ Y
+    m = idx.shape[1]
+    if m and len(idx) == 1:
+        second[:, idx[0][:, np.newaxis], idx[0]] += (C[..., 0] * counts).transpose(
+            2, 0, 1
+        )
+    elif m:
+        # Each row's m x m covariance added at its own (idx, idx) places.
+        flat = idx[:, :, np.newaxis] * d + idx[:, np.newaxis, :]  # (n, m, m)
+        at = flat.transpose(1, 2, 0)[:, :, np.newaxis] + (d * d) * np.arange(K)[
+            :, np.newaxis
+        ]
+        weights = np.broadcast_to(C * resp, at.shape)
+        second += np.bincount(
+            at.ravel(), weights.ravel(), minlength=K * d * d
+        ).reshape(K, d, d)
+    return counts, first, second
+
+
+def missing_mixture_statistics(
+    cov, means, counts, first, second, log_likelihood, total_weight, extent
+):
+    """:class:`MixtureStatistics` from sums about the component means
+    (:func:`missing_statistics`)."""
+    centre = np.divide(
+        first, counts[:, None], out=np.zeros_like(first), where=counts[:, None] > 0
+    )
+    if second.ndim == 3:
+        scatter = second - first[:, :, None] * centre[:, None, :]
+        scatter = 0.5 * (scatter + scatter.transpose(0, 2, 1))
+        if cov is Tied:
+            scatter = scatter.sum(axis=0)
+    else:
+        scatter = second - first * centre
+        if cov is Spherical:
+            scatter = scatter.sum(axis=1)
+    return MixtureStatistics(
+        cov,
+        counts,
+        np.where(counts[:, None] > 0, means + centre, 0.0),
+        scatter,
+        float(log_likelihood),
+        float(total_weight),
+        float(extent),
+    )
