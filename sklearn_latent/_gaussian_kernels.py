@@ -634,17 +634,19 @@ def spd_inverse(A):
     matrices): a Python loop over m only. Under MCAR nearly every row has a
     pattern of its own, so the batch is the rows (times the components).
     """
-    A = np.array(A, dtype=np.float64)
+    A = np.array(A, dtype=np.float64, order="C")
     log_det = np.zeros(A.shape[2:])
+    outer = np.empty_like(A)  # one buffer: a new one each step costs page faults
     for j in range(A.shape[0]):
-        pivot = A[j, j].copy()
-        log_det += np.log(pivot)
-        row = A[j] / pivot
+        inverse_pivot = 1.0 / A[j, j]
+        log_det -= np.log(inverse_pivot)
+        row = A[j] * inverse_pivot
         column = A[:, j].copy()
-        A -= column[:, np.newaxis] * row[np.newaxis]
+        np.multiply(column[:, np.newaxis], row[np.newaxis], out=outer)
+        A -= outer
         A[j] = row
-        A[:, j] = -column / pivot
-        A[j, j] = 1.0 / pivot
+        A[:, j] = -column * inverse_pivot
+        A[j, j] = inverse_pivot
     return A, log_det
 
 
@@ -698,6 +700,7 @@ class MissingModel:
         P = cov.precisions(U)
         if self.dense:
             self.P = P.reshape(-1, d, d)
+            self.P_flat = np.ascontiguousarray(self.P.reshape(-1, d * d).T)  # (d*d, K)
             self.log_det = np.broadcast_to(cov.log_det(U, d), (K,))
         else:
             self.P = np.broadcast_to(P.reshape(K, -1), (K, d))
@@ -713,39 +716,40 @@ def missing_log_prob(model, X, idx):
     :func:`missing_groups` gives them (ignored for diagonal structures).
     Returns ``log_prob`` (K, n); ``Y`` (K, n, d): x - mu_k with the missing
     entries set to their conditional means about mu_k; and the conditional
-    covariances: (m, m, K or 1, G) for dense structures, (K, d) variances
+    covariances: (m, m, G, K or 1) for dense structures, (K, d) variances
     for diagonal ones. A row with nothing observed gets log weight_k.
     """
-    observed = ~np.isnan(X)
-    n_observed = np.count_nonzero(observed, axis=1)
-    Y = np.where(observed, X - model.means[:, np.newaxis], 0.0)
+    K, (n, d) = len(model.means), X.shape
+    missing = np.isnan(X)
+    n_observed = d - np.count_nonzero(missing, axis=1)
+    cells = np.flatnonzero(missing)  # row-major: each row's m cells in order
+    Y = X - model.means[:, np.newaxis]
+    Y.reshape(K, n * d)[:, cells] = 0.0
     if model.dense:
         Z = Y @ model.P
         quad = np.einsum("knd,knd->kn", Y, Z)
         m = idx.shape[1]
         C, log_det_mm = np.zeros((0, 0, 1, 1)), 0.0
         if m:
-            d = X.shape[1]
-            if len(idx) == 1:
-                v = Z[:, :, idx[0]]
-            else:
-                v = np.take_along_axis(Z, idx[np.newaxis], axis=2)
-            v = v.transpose(2, 0, 1)  # (m, K, n)
-            flat = (idx[:, :, np.newaxis] * d + idx[:, np.newaxis, :]).reshape(-1, m * m)
-            P_mm = model.P.reshape(len(model.P), d * d)[:, flat.T]
-            P_mm = P_mm.transpose(1, 0, 2).reshape(m, m, len(model.P), len(idx))
-            C, log_det_mm = spd_inverse(P_mm)
-            b = np.sum(C * v, axis=1)  # P_mm^-1 v; C broadcasts over K and n
-            quad -= np.einsum("ikn,ikn->kn", b, v)
-            fill = -b.transpose(1, 2, 0)
-            if len(idx) == 1:
-                Y[:, :, idx[0]] = fill
-            else:
-                np.put_along_axis(Y, np.broadcast_to(idx, fill.shape), fill, axis=2)
+            G = len(idx)
+            # np.take, many times faster than fancy indexing here. The batch
+            # axes are (rows, components), components last.
+            v = np.take(Z.reshape(K, n * d), cells, axis=1)
+            v = v.reshape(K, n, m).transpose(2, 1, 0)  # (m, n, K)
+            at = idx[:, :, np.newaxis] * d + idx[:, np.newaxis, :]
+            P_mm = np.take(model.P_flat, at.reshape(G, m * m).T, axis=0)
+            C, log_det_mm = spd_inverse(P_mm.reshape(m, m, G, -1))
+            # b = P_mm^-1 v; C (m, m, n or 1, K or 1) broadcasts over rows and K.
+            b = C[:, 0] * v[0]
+            for j in range(1, m):
+                b += C[:, j] * v[j]
+            quad -= np.einsum("ink,ink->kn", b, v)
+            Y.reshape(K, n * d)[:, cells] = -b.transpose(2, 1, 0).reshape(K, n * m)
+            log_det_mm = log_det_mm.T
         log_det = model.log_det[:, np.newaxis] - 0.5 * log_det_mm
     else:
         quad = np.einsum("knd,kd->kn", Y * Y, model.P)
-        log_det = 0.5 * np.log(model.P) @ observed.T
+        log_det = 0.5 * np.log(model.P) @ ~missing.T
         C = 1.0 / model.P
     log_prob = (
         -0.5 * quad
@@ -772,19 +776,15 @@ def missing_statistics(model, Y, C, idx, resp, missing):
     second = (Y * resp[:, :, np.newaxis]).transpose(0, 2, 1) @ Y
     m = idx.shape[1]
     if m and len(idx) == 1:
-        second[:, idx[0][:, np.newaxis], idx[0]] += (C[..., 0] * counts).transpose(
+        second[:, idx[0][:, np.newaxis], idx[0]] += (C[:, :, 0] * counts).transpose(
             2, 0, 1
         )
     elif m:
         # Each row's m x m covariance added at its own (idx, idx) places.
-        flat = idx[:, :, np.newaxis] * d + idx[:, np.newaxis, :]  # (n, m, m)
-        at = flat.transpose(1, 2, 0)[:, :, np.newaxis] + (d * d) * np.arange(K)[
-            :, np.newaxis
-        ]
-        weights = np.broadcast_to(C * resp, at.shape)
-        second += np.bincount(
-            at.ravel(), weights.ravel(), minlength=K * d * d
-        ).reshape(K, d, d)
+        at = (idx.T[:, np.newaxis] * d + idx.T[np.newaxis]).reshape(-1)
+        for k in range(K):
+            weights = C[:, :, :, min(k, C.shape[3] - 1)] * resp[k]
+            second[k] += np.bincount(at, weights.reshape(-1), d * d).reshape(d, d)
     return counts, first, second
 
 

@@ -1016,10 +1016,10 @@ def _conditional_noise(model, C, idx, k, shape, rng):
     m = idx.shape[1]
     if m == 0:
         return noise
-    # Each row's m x m covariance, for its component: C is (m, m, K or 1, G).
-    kk = k if C.shape[2] > 1 else np.zeros_like(k)
-    gg = np.arange(n) if C.shape[3] > 1 else np.zeros_like(k)
-    covariances = C[:, :, kk, gg].transpose(2, 0, 1)
+    # Each row's m x m covariance, for its component: C is (m, m, G, K or 1).
+    gg = np.arange(n) if C.shape[2] > 1 else np.zeros_like(k)
+    kk = k if C.shape[3] > 1 else np.zeros_like(k)
+    covariances = C[:, :, gg, kk].transpose(2, 0, 1)
     factors = np.linalg.cholesky(covariances)
     draws = np.einsum("nij,nj->ni", factors, rng.standard_normal((n, m)))
     np.put_along_axis(noise, np.broadcast_to(idx, (n, m)), draws, axis=1)
