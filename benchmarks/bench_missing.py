@@ -24,7 +24,10 @@ def make_data(n_samples, n_features, n_components, missing=0.2, seed=0):
     every row keeps at least one entry)."""
     rng = np.random.RandomState(seed)
     centers = 3 * rng.randn(n_components, n_features)
-    X = rng.randn(n_samples, n_features) + centers[rng.randint(n_components, size=n_samples)]
+    X = (
+        rng.randn(n_samples, n_features)
+        + centers[rng.randint(n_components, size=n_samples)]
+    )
     mask = rng.uniform(size=X.shape) < missing
     mask[mask.all(axis=1), 0] = False
     X_nan = X.copy()

@@ -675,6 +675,8 @@ def missing_groups(missing, min_shared=256):
         for block in np.split(rows, starts[1:]):
             groups.append((block, np.flatnonzero(missing[block[0]])[np.newaxis]))
     rows = np.flatnonzero(~shared)
+    if not rows.size:
+        return groups
     n_missing = np.count_nonzero(missing[rows], axis=1)
     order = np.argsort(n_missing, kind="stable")
     rows, n_missing = rows[order], n_missing[order]

@@ -344,7 +344,14 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         # alone (the largest |x|) is kept, for the collapse floor.
         shift = np.zeros(X.shape[1])
         return _Data(
-            X, sample_weight, shift, total_weight, extent, True, None, _Missing(missing, tasks)
+            X,
+            sample_weight,
+            shift,
+            total_weight,
+            extent,
+            True,
+            None,
+            _Missing(missing, tasks),
         )
 
     def _missing_row_bytes(self, X, m):
@@ -575,7 +582,11 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
         total = None
         for sums in map_in_order(statistics, data.missing.tasks):
-            total = list(sums) if total is None else [a + b for a, b in zip(total, sums)]
+            total = (
+                list(sums)
+                if total is None
+                else [a + b for a, b in zip(total, sums, strict=True)]
+            )
         counts, first, second, log_likelihood = total
         statistics = gk.missing_mixture_statistics(
             self._cov,
@@ -794,7 +805,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         model = gk.MissingModel(self._cov, *self._float64_parameters())
         X = X.astype(np.float64, copy=False)
         out = np.empty((self.n_components, len(X)))
-        for rows, idx, log_prob, _, _ in _missing_parts(model, X):
+        for rows, _, log_prob, _, _ in _missing_parts(model, X):
             out[:, rows] = log_prob
         out[np.isnan(out)] = -np.inf
         return out
