@@ -97,6 +97,21 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     every component is handled in one batched matrix product over chunks of
     rows instead of a Python loop over components.
 
+    NaN in X are missing entries, in every method that takes X: EM then
+    maximises the likelihood of the observed entries alone, exactly
+    (Ghahramani and Jordan, 1994). A row's responsibilities come from each
+    component's marginal density of its observed entries, and the M-step adds
+    the conditional means and covariances of its missing entries given the
+    observed ones, so the observed-data log-likelihood never decreases.
+    :meth:`score_samples` is log p(x_o), the density of the observed entries
+    (0 for a row with nothing observed, whose responsibilities are then the
+    weights), so :meth:`score`, :meth:`bic` and cross-validation compare
+    models on data with NaN as on complete data. In :meth:`fit` a row or a
+    column with nothing observed is an error; infinity always is. Complete
+    data take the complete-data path, unchanged. The entries are taken as
+    missing at random: whether an entry is missing may depend on the observed
+    entries of its row, not on its own value.
+
     Parameters
     ----------
     n_components : int, default=1
@@ -208,6 +223,15 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     array([1, 0])
     >>> gm.transform([[0, 0]]).round(3)
     array([[0., 1.]])
+
+    With missing entries:
+
+    >>> X_nan = np.array([[1, 2], [1, np.nan], [np.nan, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = EMGaussianMixture(n_components=2, random_state=0).fit(X_nan)
+    >>> gm.predict([[0, np.nan], [12, np.nan]])
+    array([1, 0])
+    >>> gm.score_samples([[np.nan, np.nan]])  # nothing observed: log 1
+    array([0.])
     """
 
     _parameter_constraints: dict = {

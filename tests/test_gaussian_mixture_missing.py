@@ -446,3 +446,29 @@ def test_far_clusters_with_missing_entries_keep_their_variance(
     assert_allclose(far.means_.astype(np.float64) - shift, ref.means_, rtol=0, atol=tol)
     assert_allclose(far.predict_proba(X), ref.predict_proba(near), rtol=0, atol=tol)
     assert_allclose(far.score_samples(X), ref.score_samples(near), rtol=0, atol=tol)
+
+
+def test_dask_input_with_nan_is_refused_clearly():
+    da = pytest.importorskip("dask.array")
+    X = with_nan(clusters(100))
+    with pytest.raises(ValueError, match="numpy input only"):
+        EMGaussianMixture(2).fit(da.from_array(X, chunks=50))
+    gm = fit(X, n_components=2)
+    with pytest.raises(ValueError, match="numpy input only"):
+        gm.score_samples(da.from_array(X, chunks=50)).compute()
+
+
+def test_cross_validation_chooses_n_components_with_missing_entries():
+    # score is the held-out log-likelihood of the observed entries: three
+    # well-separated clusters need at least three components.
+    from sklearn.model_selection import GridSearchCV
+
+    X = with_nan(clusters(600, n_components=3, seed=4), share=0.3)
+    search = GridSearchCV(
+        EMGaussianMixture(random_state=0), {"n_components": [1, 2, 3, 4]}, cv=3
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_params_["n_components"] >= 3
