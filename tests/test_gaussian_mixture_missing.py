@@ -78,6 +78,33 @@ def brute_force_conditional(mean, cov, x):
     return conditional_mean, cov[np.ix_(m, m)] - gain @ cov[np.ix_(o, m)]
 
 
+# ---------------------------------------------------------------- kernels
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8])
+def test_spd_inverse_is_numpy_inverse_and_log_determinant(m):
+    rng = np.random.RandomState(m)
+    B = rng.randn(6, 7, m, m)
+    S = B @ np.swapaxes(B, -1, -2) + 0.1 * np.eye(m)
+    inverse, log_det = gk.spd_inverse(np.moveaxis(S, (2, 3), (0, 1)))
+    assert_allclose(np.moveaxis(inverse, (0, 1), (2, 3)), np.linalg.inv(S), rtol=1e-9)
+    assert_allclose(log_det, np.linalg.slogdet(S)[1], rtol=1e-12, atol=1e-12)
+
+
+def test_missing_groups_cover_every_row_once_with_its_missing_columns():
+    rng = np.random.RandomState(0)
+    missing = rng.uniform(size=(3000, 6)) < 0.3
+    missing[:700] = [True, False, False, True, False, False]  # a shared pattern
+    groups = gk.missing_groups(missing)
+    rows = np.concatenate([r for r, _ in groups])
+    assert_array_equal(np.sort(rows), np.arange(3000))
+    for r, idx in groups:
+        expected = np.zeros((len(r), 6), dtype=bool)
+        np.put_along_axis(
+            expected, np.broadcast_to(idx, (len(r), idx.shape[1])), True, 1
+        )
+        assert_array_equal(missing[r], expected)
+    assert any(len(idx) == 1 and len(r) >= 700 for r, idx in groups)
+
+
 # ----------------------------------------------------------- log-likelihood
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_score_samples_is_brute_force_marginal_log_likelihood(covariance_type):
