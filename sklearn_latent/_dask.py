@@ -101,8 +101,16 @@ def check_dask_weight(sample_weight, X):
 
 
 def checked_block(X):
-    """A block of rows checked as scikit-learn checks numpy input."""
-    return check_array(X, dtype=[np.float64, np.float32])
+    """A block of rows checked as scikit-learn checks numpy input, NaN refused."""
+    try:
+        return check_array(X, dtype=[np.float64, np.float32])
+    except ValueError as error:
+        if "NaN" not in str(error):
+            raise
+        raise ValueError(
+            f"{error} Missing entries (NaN) are taken in numpy input only, not "
+            "yet in dask arrays: pass X.compute(), or impute them first."
+        ) from None
 
 
 def checked_weight(weight):

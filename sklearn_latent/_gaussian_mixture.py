@@ -98,6 +98,21 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     every component is handled in one batched matrix product over chunks of
     rows instead of a Python loop over components.
 
+    NaN in X are missing entries, in every method that takes X: EM then
+    maximises the likelihood of the observed entries alone, exactly
+    (Ghahramani and Jordan, 1994). A row's responsibilities come from each
+    component's marginal density of its observed entries, and the M-step adds
+    the conditional means and covariances of its missing entries given the
+    observed ones, so the observed-data log-likelihood never decreases.
+    :meth:`score_samples` is log p(x_o), the density of the observed entries
+    (0 for a row with nothing observed, whose responsibilities are then the
+    weights), so :meth:`score`, :meth:`bic` and cross-validation compare
+    models on data with NaN as on complete data. In :meth:`fit` a row or a
+    column with nothing observed is an error; infinity always is. Complete
+    data take the complete-data path, unchanged. The entries are taken as
+    missing at random: whether an entry is missing may depend on the observed
+    entries of its row, not on its own value.
+
     Parameters
     ----------
     n_components : int, default=1
@@ -209,6 +224,15 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     array([1, 0])
     >>> gm.transform([[0, 0]]).round(3)
     array([[0., 1.]])
+
+    With missing entries:
+
+    >>> X_nan = np.array([[1, 2], [1, np.nan], [np.nan, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = EMGaussianMixture(n_components=2, random_state=0).fit(X_nan)
+    >>> gm.predict([[0, np.nan], [12, np.nan]])
+    array([1, 0])
+    >>> gm.score_samples([[np.nan, np.nan]])  # nothing observed: log 1
+    array([0.])
     """
 
     _parameter_constraints: dict = {
@@ -230,6 +254,9 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     }
 
     _structure_names = ("n_components", "covariance_type")
+
+    # NaN entries are missing values, marginalised out exactly (issue 10).
+    _allow_nan = True
 
     def __init__(
         self,
@@ -308,7 +335,55 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             # components are then on the scale of the rows).
             sample_weight = sample_weight / np.max(sample_weight)
             sample_weight = sample_weight * (len(sample_weight) / sample_weight.sum())
-        return self._summarise(X, sample_weight)
+        if missing is None:
+            return self._summarise(X, sample_weight)
+        data = self._summarise_missing(X, sample_weight, missing)
+        # The start sees each missing entry as its column's observed mean:
+        # k-means and the other starts need complete rows, and EM corrects it.
+        observed = ~missing
+        weight = 1.0 if sample_weight is None else sample_weight[:, None]
+        column_means = np.sum(np.where(missing, 0.0, X) * weight, axis=0) / np.sum(
+            observed * weight, axis=0
+        )
+        filled = np.where(missing, column_means.astype(X.dtype), X)
+        data.missing.init = self._summarise(filled, sample_weight)
+        return data
+
+    def _summarise_missing(self, X, sample_weight, missing):
+        """What every E-step over rows with missing entries needs: their
+        groups for the batched kernels (see gk.missing_groups)."""
+        total_weight = float(
+            X.shape[0] if sample_weight is None else np.sum(sample_weight)
+        )
+        extent = float(np.nanmax(np.abs(X)))
+        tasks = []
+        if self._cov in (gk.Full, gk.Tied):
+            for rows, idx in gk.missing_groups(missing):
+                step = rows_per_chunk(self._missing_row_bytes(X, idx.shape[1]))
+                for chunk in gen_batches(len(rows), step):
+                    tasks.append((rows[chunk], idx if len(idx) == 1 else idx[chunk]))
+        else:
+            step = rows_per_chunk(self._missing_row_bytes(X, 0))
+            tasks = [(rows, None) for rows in gen_batches(len(X), step)]
+        # The shift and radius of the complete-data path are unused: extent
+        # alone (the largest |x|) is kept, for the collapse floor.
+        shift = np.zeros(X.shape[1])
+        return _Data(
+            X,
+            sample_weight,
+            shift,
+            total_weight,
+            extent,
+            True,
+            None,
+            _Missing(missing, tasks),
+        )
+
+    def _missing_row_bytes(self, X, m):
+        """Bytes of float64 temporaries per row of the kernels of missing
+        entries: (K, d) four times, (m, m, K) four times, their indices."""
+        K, d = self.n_components, X.shape[1]
+        return 8 * (4 * K * d + 5 * K * m * m + d)
 
     def _summarise(self, X, sample_weight):
         """What every E-step over these rows needs, computed once."""
@@ -389,6 +464,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             n_rows = max(INIT_SAMPLE_ROWS, 50 * self.n_components)
             X, w = sample_rows(data.X, data.sample_weight, n_rows, random_state)
             data = self._summarise(checked_block(X), w)
+        if data.missing is not None:
+            data = data.missing.init
         X, sample_weight = data.X, data.sample_weight
         weights = means = covariances = None
         if (
@@ -477,6 +554,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
 
     def _e_step(self, data):
+        if data.missing is not None:
+            return self._e_step_missing(data)
         if is_dask_array(data.X):
             statistics = sum_over_blocks(
                 _block_statistics, data.X, data.sample_weight, self
@@ -510,13 +589,56 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         )
         return statistics, log_likelihood / data.total_weight
 
-    def _expected_statistics(self, X, sample_weight=None):
+    def _e_step_missing(self, data):
+        """The E-step over rows with missing entries: the statistics add the
+        conditional moments of the missing entries (gk.missing_statistics)."""
+        model = gk.MissingModel(self._cov, *self._float64_parameters())
+        X, sample_weight, missing = data.X, data.sample_weight, data.missing.mask
+
+        def statistics(task):
+            rows, idx = task
+            log_prob, Y, C = gk.missing_log_prob(
+                model, X[rows].astype(np.float64, copy=False), idx
+            )
+            resp, log_norm = gk.log_normalize(log_prob)
+            if sample_weight is None:
+                log_likelihood = log_norm.sum()
+            else:
+                log_likelihood = log_norm @ sample_weight[rows]
+                resp *= sample_weight[rows]
+            sums = gk.missing_statistics(model, Y, C, idx, resp, missing[rows])
+            return *sums, log_likelihood
+
+        total = None
+        for sums in map_in_order(statistics, data.missing.tasks):
+            total = (
+                list(sums)
+                if total is None
+                else [a + b for a, b in zip(total, sums, strict=True)]
+            )
+        counts, first, second, log_likelihood = total
+        statistics = gk.missing_mixture_statistics(
+            self._cov,
+            model.means,
+            counts,
+            first,
+            second,
+            log_likelihood,
+            data.total_weight,
+            data.extent,
+        )
+        return statistics, log_likelihood / data.total_weight
+
+    def _expected_statistics(self, X, sample_weight=None, missing=None):
         """One E-step over validated rows: :class:`gk.MixtureStatistics`.
 
         Statistics of blocks of rows add up to the statistics of all of them,
-        whatever each block's own reference points.
+        whatever each block's own reference points. ``missing`` is the mask
+        of X's NaN entries, None for complete rows.
         """
-        return self._e_step(self._summarise(X, sample_weight))[0]
+        if missing is None:
+            return self._e_step(self._summarise(X, sample_weight))[0]
+        return self._e_step(self._summarise_missing(X, sample_weight, missing))[0]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -564,7 +686,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             self._initialize(data, check_random_state(self.random_state))
             self.lower_bounds_ = []
         self._fit_dtype = X.dtype
-        self._stepwise_step(X, sample_weight)
+        self._stepwise_step(X, sample_weight, missing)
         self._finalize(None)
         self.n_iter_ = self.n_batch_iter_
         self.lower_bound_ = self._running_statistics.log_likelihood
@@ -573,10 +695,11 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self._structure = self._structure_parameters()
         return self
 
-    def _stepwise_step(self, X, sample_weight):
-        """One step of online EM on a batch of validated rows; returns the
-        batch's weighted log-likelihood sum under the parameters before it."""
-        statistics = self._expected_statistics(X, sample_weight)
+    def _stepwise_step(self, X, sample_weight, missing=None):
+        """One step of online EM on a batch of validated rows (``missing``:
+        the mask of its NaN entries, or None); returns the batch's weighted
+        log-likelihood sum under the parameters before it."""
+        statistics = self._expected_statistics(X, sample_weight, missing)
         log_likelihood = statistics.log_likelihood
         if not np.isfinite(log_likelihood):
             raise ValueError(self._not_finite_message())
@@ -597,11 +720,13 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             return super()._iterate(data)
         # A pass of online EM over mini-batches (a dask X: block by block).
         log_likelihood = 0.0
+        mask = None if data.missing is None else data.missing.mask
         for X, sample_weight in _blocks_in_memory(data.X, data.sample_weight):
             for rows in gen_batches(len(X), self.batch_size):
                 weight = None if sample_weight is None else sample_weight[rows]
+                missing = None if mask is None else mask[rows]
                 if weight is None or np.any(weight):
-                    log_likelihood += self._stepwise_step(X[rows], weight)
+                    log_likelihood += self._stepwise_step(X[rows], weight, missing)
         return log_likelihood / data.total_weight
 
     def _m_step(self, statistics):
@@ -682,6 +807,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             with np.errstate(over="ignore", invalid="ignore"):
                 Xc = X[rows]
                 radius = float(np.sqrt(np.max(np.sum((Xc - shift) ** 2, axis=1))))
+                if np.isnan(radius):  # NaN entries, seen for free: missing values
+                    return reduce(self._missing_log_prob(Xc).T)
                 nearest = gk.needs_nearest_reference(cov, U, means, shift, radius)
                 if nearest not in models:
                     models[nearest] = gk.Model(cov, weights, means, U, shift, nearest)
@@ -701,6 +828,55 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         for rows, value in zip(chunks, map_in_order(reduced, chunks), strict=True):
             out[rows] = value
         return out
+
+    def _missing_log_prob(self, X):
+        """log(weight_k p(x_o | k)) (K, n) of rows with NaN entries."""
+        model = gk.MissingModel(self._cov, *self._float64_parameters())
+        X = X.astype(np.float64, copy=False)
+        out = np.empty((self.n_components, len(X)))
+        for rows, _, log_prob, _, _ in _missing_parts(model, X):
+            out[:, rows] = log_prob
+        out[np.isnan(out)] = -np.inf
+        return out
+
+    def _impute(self, X, sample_posterior=False, random_state=None):
+        """X with each NaN replaced from p(x_m | x_o) under the fitted model.
+
+        ``X`` is a validated float array (n, d). Each NaN becomes E[x_m | x_o]
+        = sum_k r_k(x_o) E[x_m | x_o, k], the responsibilities taken from the
+        observed entries; with ``sample_posterior=True`` one draw instead: a
+        component from the responsibilities, then the Gaussian conditional.
+        Returns a new array of X's dtype; a row with nothing observed gets the
+        mixture's mean (or a draw from the mixture).
+        """
+        rng = check_random_state(random_state)
+        model = gk.MissingModel(self._cov, *self._float64_parameters())
+        out = X.copy()
+        incomplete = np.flatnonzero(np.isnan(X).any(axis=1))
+        step = rows_per_chunk(self._missing_row_bytes(X, X.shape[1]))
+        for chunk in gen_batches(len(incomplete), step):
+            self._impute_rows(out, incomplete[chunk], model, sample_posterior, rng)
+        return out
+
+    @staticmethod
+    def _impute_rows(out, incomplete, model, sample_posterior, rng):
+        """Fill the NaN of rows ``incomplete`` of ``out`` in place (_impute)."""
+        Xm = out[incomplete].astype(np.float64)
+        for rows, idx, log_prob, Y, C in _missing_parts(model, Xm):
+            resp = gk.log_normalize(log_prob)[0]  # (K, n)
+            filled = Y + model.means[:, None]  # (K, n, d)
+            if not sample_posterior:
+                values = np.einsum("kn,knd->nd", resp, filled)
+            else:
+                cumulative = np.cumsum(resp, axis=0)
+                u = rng.uniform(size=len(rows)) * cumulative[-1]
+                k = np.minimum(np.sum(cumulative < u, axis=0), len(resp) - 1)
+                values = filled[k, np.arange(len(rows))]
+                values += _conditional_noise(model, C, idx, k, values.shape, rng)
+            block = out[incomplete[rows]]
+            mask = np.isnan(block)
+            block[mask] = values[mask]
+            out[incomplete[rows]] = block
 
     def _score_samples(self, X):
         return self._map_chunks(X, partial(logsumexp, axis=1), ())
@@ -813,6 +989,7 @@ class _Data:
     radius: float  # a bound on the largest distance of a row from the shift
     exact_radius: bool  # whether it is that distance itself
     scatter: np.ndarray | None  # (d, d) sum w y y^T about the shift; tied only
+    missing: "_Missing | None" = None  # rows with NaN entries, if any
 
     @property
     def extent(self):
@@ -843,6 +1020,50 @@ def _blocks_in_memory(X, sample_weight):
     for block, weight in zip(X.to_delayed().ravel(), weights, strict=True):
         block, weight = dask.compute(block, weight)
         yield checked_block(block), weight
+
+
+@dataclass
+class _Missing:
+    """Rows with missing entries: the NaN mask and the groups of rows the
+    E-step runs over ((rows, idx) chunks, see gk.missing_groups; idx is None
+    for diagonal structures); ``init`` is the data the start is drawn from."""
+
+    mask: np.ndarray
+    tasks: list
+    init: "_Data | None" = None
+
+
+def _missing_parts(model, X):
+    """(rows, idx, log_prob, Y, C) of groups of rows of X (n, d) with NaN,
+    from gk.missing_log_prob: rows grouped by pattern (dense structures)."""
+    missing = np.isnan(X)
+    if model.dense:
+        groups = gk.missing_groups(missing)
+    else:
+        groups = [(np.arange(len(X)), None)]
+    for rows, idx in groups:
+        yield rows, idx, *gk.missing_log_prob(model, X[rows], idx)
+
+
+def _conditional_noise(model, C, idx, k, shape, rng):
+    """Draws from N(0, Cov[x_m | x_o, k]) at each row's missing entries (0
+    elsewhere), for the component ``k`` (n,) drawn for each row."""
+    noise = np.zeros(shape)
+    n = len(k)
+    if not model.dense:
+        z = rng.standard_normal(shape)
+        return z * np.sqrt(C[k])
+    m = idx.shape[1]
+    if m == 0:
+        return noise
+    # Each row's m x m covariance, for its component: C is (m, m, G, K or 1).
+    gg = np.arange(n) if C.shape[2] > 1 else np.zeros_like(k)
+    kk = k if C.shape[3] > 1 else np.zeros_like(k)
+    covariances = C[:, :, gg, kk].transpose(2, 0, 1)
+    factors = np.linalg.cholesky(covariances)
+    draws = np.einsum("nij,nj->ni", factors, rng.standard_normal((n, m)))
+    np.put_along_axis(noise, np.broadcast_to(idx, (n, m)), draws, axis=1)
+    return noise
 
 
 def _normalized(log_prob):

@@ -328,7 +328,9 @@ def test_too_few_weighted_rows():
 @pytest.mark.parametrize(
     "X, error, message",
     [
-        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0]]), ValueError, "NaN"),
+        # NaN are missing entries (tests/test_gaussian_mixture_missing.py);
+        # a column with none observed is an error.
+        (np.array([[1.0, np.nan], [2.0, np.nan], [0.0, np.nan]]), ValueError, "NaN"),
         (np.array([[1.0, np.inf], [2.0, 3.0], [0.0, 1.0]]), ValueError, "infinity"),
         (np.empty((0, 3)), ValueError, "0 sample"),
         (np.ones((1, 3)), ValueError, "minimum of 2"),
@@ -775,8 +777,8 @@ def test_partial_fit_errors_are_clear_and_leave_the_model():
         gm.partial_fit(X)
     gm.set_params(n_components=3)
     bad = X.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[0] = np.nan  # a NaN is a missing entry; a row of them is an error
+    with pytest.raises(ValueError, match="entirely NaN"):
         gm.partial_fit(bad)
     assert_array_equal(gm.means_, means)
     assert gm.n_batch_iter_ == 1
