@@ -879,7 +879,13 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             out[incomplete[rows]] = block
 
     def _score_samples(self, X):
-        return self._map_chunks(X, partial(logsumexp, axis=1), ())
+        scores = self._map_chunks(X, partial(logsumexp, axis=1), ())
+        # A row with nothing observed scores log 1 exactly, where the
+        # logsumexp of the log weights would round. (Its first entry being
+        # NaN is a test that costs nothing on complete data.)
+        rows = np.flatnonzero(np.isnan(X[:, 0]))
+        scores[rows[np.isnan(X[rows]).all(axis=1)]] = 0.0
+        return scores
 
     def predict(self, X):
         """Most probable component of each sample.
