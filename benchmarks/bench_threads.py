@@ -3,7 +3,8 @@
 make_blobs n=100,000, d=50, K=20 (``random_state=0``), full covariance. Time
 per EM iteration with the initialisation left out, (time of 6 iterations -
 time of 1) / 5, for EMGaussianMixture (float64 and float32 input),
-scikit-learn's GaussianMixture (numpy) from the same start, and pomegranate
+scikit-learn's GaussianMixture from the same start (numpy, and its array-API
+path on torch CPU tensors: the child runs with SCIPY_ARRAY_API=1), and pomegranate
 1.1.2 (if installed: ``pip install pomegranate==1.1.2``; float32 tensors, and
 ``.double()`` models on float64 tensors, since pomegranate computes in
 float32 otherwise; its own k-means start, ``random_state=3``: seeds 0-2 make
@@ -87,6 +88,13 @@ def contenders(X, n_components, n_iter):
     }
     try:
         import torch
+    except ImportError:
+        return cases
+    if os.environ.get("SCIPY_ARRAY_API") == "1":
+        cases["scikit-learn array API torch float64"] = sklearn_on_torch(
+            X, params, n_components, n_iter
+        )
+    try:
         from pomegranate.distributions import Normal
         from pomegranate.gmm import GeneralMixtureModel
     except ImportError:
@@ -111,6 +119,32 @@ def contenders(X, n_components, n_iter):
     cases["pomegranate float32"] = pomegranate(torch.float32)
     cases["pomegranate float64"] = pomegranate(torch.float64)
     return cases
+
+
+def sklearn_on_torch(X, params, n_components, n_iter):
+    """scikit-learn's GaussianMixture on torch CPU tensors (its array-API
+    path; the child runs with SCIPY_ARRAY_API=1, as that path requires)."""
+    import sklearn
+    import torch
+    from sklearn.mixture import GaussianMixture
+
+    X_torch = torch.asarray(X)
+    params = {
+        key: torch.asarray(value) if isinstance(value, np.ndarray) else value
+        for key, value in params.items()
+    }
+
+    def fit(model):
+        with sklearn.config_context(array_api_dispatch=True):
+            model.fit(X_torch)
+
+    return lambda: fit_seconds(
+        lambda n: GaussianMixture(
+            n_components, max_iter=n, init_params="random_from_data", **params
+        ),
+        fit,
+        n_iter,
+    )
 
 
 def dgemm_gflops(size=2000):
@@ -171,6 +205,7 @@ def _torch_threads(threads):
 def run(quick=False, options=()):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     env[STEP] = "1"
+    env["SCIPY_ARRAY_API"] = "1"  # for scikit-learn's array-API contender
     child = subprocess.run(
         [
             sys.executable,
