@@ -31,13 +31,16 @@ from .._dask import (
     refuse_in_partial_fit,
 )
 from .._utils import Interval, Options, StrOptions, _fit_context, restored_on_error
-from ._losses import elbo_terms, iwae
+from ._losses import elbo_terms, iwae, log_weights, observed
 from ._modules import ACTIVATIONS, VAE
 from ._training import Blocks, run_epoch, train
 
 # Noise draws averaged by score_samples: enough to make the per-row ELBO
 # estimate smooth, few enough to stay cheap.
 ELBO_DRAWS = 32
+# Importance draws per row for _impute: the self-normalised estimate's error
+# falls as 1/sqrt(effective draws), and MIWAE's encoder puts q near p(z|x_o).
+IMPUTE_DRAWS = 1000
 _SEED_MAX = np.iinfo(np.int32).max
 # Noise variance floor, as EMFactorAnalysis's Heywood floor: relative to the
 # feature's variance in the training data; for a constant feature relative to
@@ -326,6 +329,9 @@ class VAEEstimator(
             X, mean, variance = self._summarise_dask(X, reset=not warm)
         else:
             X = self._validate_X(X, reset=not warm, likelihood=self.likelihood)
+        # Whether the whole X has NaN, decided once: a validation split
+        # without NaN is still scored by the masked ELBO of the same model.
+        missing = not on_dask and _check_observed(X)
         architecture = self._architecture(X.shape[1])
         rng = _random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = (
@@ -337,7 +343,7 @@ class VAEEstimator(
                 group["lr"] = self.learning_rate_init
         else:
             self.device_ = _resolve_device(self.device)
-            module = _build_module(architecture, init_seed)
+            module = _build_module(architecture, init_seed, masked_encoder=missing)
             optimizer = None
             self._noise_seed = noise_seed
 
@@ -346,9 +352,12 @@ class VAEEstimator(
             X, X_val = train_test_split(
                 X, test_size=self.validation_fraction, random_state=split_seed
             )
+            if missing:
+                _check_observed(
+                    X, "the training rows left after holding out validation_fraction"
+                )
         if not on_dask:
-            mean = X.mean(axis=0, dtype=np.float64)
-            variance = X.var(axis=0, dtype=np.float64)
+            mean, variance = _moments(X, missing)
         module, optimizer = self._started(module, optimizer, mean, variance)
         batch_size = self._batch_size(len(X))
         with _torch_threads(self.n_threads):
@@ -365,6 +374,7 @@ class VAEEstimator(
                 generator=torch.Generator(self.device_).manual_seed(train_seed),
                 validation_noise=self._fixed_noise(ELBO_DRAWS, module).float(),
                 verbose=self.verbose,
+                missing=missing,
             )
 
         self.module_, self.optimizer_ = module, optimizer
@@ -453,6 +463,7 @@ class VAEEstimator(
                 f"{error} partial_fit continues the fitted model: every batch "
                 "must have the features of the first."
             ) from error
+        missing = _check_observed(X)
         architecture = self._architecture(X.shape[1])
         if first:
             rng = _random_state(self.random_state)
@@ -461,10 +472,9 @@ class VAEEstimator(
             )
             self.device_ = _resolve_device(self.device)
             module, optimizer = self._started(
-                _build_module(architecture, init_seed),
+                _build_module(architecture, init_seed, masked_encoder=missing),
                 None,
-                X.mean(axis=0, dtype=np.float64),
-                X.var(axis=0, dtype=np.float64),
+                *_moments(X, missing),
             )
             self.n_iter_, self.lower_bounds_ = 0, []
         else:
@@ -480,6 +490,7 @@ class VAEEstimator(
                 batch_size=self._batch_size(len(X)),
                 beta=self.beta,
                 generator=torch.Generator(self.device_).manual_seed(seed),
+                missing=missing,
             ).item()
             if not math.isfinite(elbo):
                 raise ValueError(
@@ -536,7 +547,9 @@ class VAEEstimator(
         if is_dask_array(X):
             return self._lazily(self.transform, X, self.module_.n_components)
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
-        Z = self._map_rows(lambda module, x: module.encode(x)[0], X, n_draws=1)
+        Z = self._map_rows(
+            lambda module, x, mask: module.encode(x, mask)[0], X, n_draws=1
+        )
         return Z.astype(X.dtype, copy=False)
 
     def inverse_transform(self, X):
@@ -559,7 +572,9 @@ class VAEEstimator(
                 f"X has {Z.shape[1]} features, but {type(self).__name__} "
                 f"decodes points of n_components={self.module_.n_components}."
             )
-        X_mean = self._map_rows(lambda module, z: module.decoded_mean(z), Z, n_draws=1)
+        X_mean = self._map_rows(
+            lambda module, z, mask: module.decoded_mean(z), Z, n_draws=1
+        )
         return X_mean.astype(Z.dtype, copy=False)
 
     def score_samples(self, X):
@@ -586,11 +601,12 @@ class VAEEstimator(
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
         eps = self._fixed_noise(ELBO_DRAWS)
 
-        def elbo(module, x):
-            reconstruction, kl = elbo_terms(module, x, eps)
+        def elbo(module, x, mask):
+            reconstruction, kl = elbo_terms(module, x, eps, mask)
             return reconstruction - kl
 
-        return _overflow_to_minus_inf(self._map_rows(elbo, X, n_draws=ELBO_DRAWS))
+        scores = self._map_rows(elbo, X, n_draws=ELBO_DRAWS)
+        return _nothing_observed_scores_zero(X, _overflow_to_minus_inf(scores))
 
     def score(self, X, y=None):
         """Mean ELBO of the rows of X (higher is better).
@@ -653,8 +669,88 @@ class VAEEstimator(
             )
         X = self._validate_X(X, reset=False, likelihood=self.module_.likelihood)
         eps = self._fixed_noise(n_draws)
-        log_px = self._map_rows(lambda m, x: iwae(m, x, eps), X, n_draws=n_draws)
-        return _overflow_to_minus_inf(log_px)
+        log_px = self._map_rows(
+            lambda m, x, mask: iwae(m, x, eps, mask), X, n_draws=n_draws
+        )
+        return _nothing_observed_scores_zero(X, _overflow_to_minus_inf(log_px))
+
+    def _impute(
+        self, X, sample_posterior=False, random_state=None, *, n_draws=IMPUTE_DRAWS
+    ):
+        """X with each NaN replaced by E[x_m | x_o], or by a draw from p(x_m | x_o).
+
+        For :class:`~sklearn_latent.LatentImputer`. Draws z_s ~ q(z|x_o) get
+        self-normalised importance weights w_s proportional to
+        p(x_o|z_s) p(z_s) / q(z_s|x_o). The conditional mean is
+        sum_s w_s E[x_m|z_s], over ``n_draws`` fixed draws shared by every row
+        (as :meth:`log_likelihood`'s, so the result is deterministic and
+        ``random_state`` is not used). With ``sample_posterior`` one z_s is
+        resampled by its weight (sampling-importance-resampling), from fresh
+        draws seeded by ``random_state``, and x_m is drawn from p(x_m|z_s).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Validated float data, NaN where missing.
+
+        sample_posterior : bool, default=False
+            Draw from p(x_m | x_o) instead of taking its mean.
+
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws when ``sample_posterior``; None draws fresh
+            entropy.
+
+        n_draws : int, default=IMPUTE_DRAWS (1000)
+            Importance draws per row.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A new array of X's dtype, equal to X where X is not NaN.
+        """
+        check_is_fitted(self)
+        _check_count(n_draws, "n_draws")
+        missing = np.isnan(X)
+        X_imputed = X.copy()
+        rows = missing.any(axis=1)
+        if not rows.any():
+            return X_imputed
+        if sample_posterior:
+            seed = int(_random_state(random_state).randint(_SEED_MAX))
+            generator = torch.Generator(self.device_).manual_seed(seed)
+        else:
+            eps = self._fixed_noise(n_draws)
+
+        def impute(module, x, mask):
+            if sample_posterior:
+                noise = torch.randn(
+                    (n_draws, len(x), module.n_components),
+                    generator=generator,
+                    dtype=x.dtype,
+                    device=x.device,
+                )
+                z, log_w = log_weights(module, x, noise, mask)
+                weights = torch.softmax(log_w, dim=0).T
+                # A row whose every weight underflows has NaN weights: its
+                # NaN result is caught below.
+                lost = weights.isnan().any(1, keepdim=True)
+                pick = torch.multinomial(
+                    weights.nan_to_num(1.0), 1, generator=generator
+                )[:, 0]
+                draw = module.sample_x(z[pick, torch.arange(len(x))], generator)
+                return draw.masked_fill(lost, torch.nan)
+            z, log_w = log_weights(module, x, eps, mask)
+            weights = torch.softmax(log_w, dim=0).unsqueeze(-1)
+            return (weights * module.decoded_mean(z)).sum(0)
+
+        values = self._map_rows(impute, X[rows], n_draws=n_draws)
+        if np.isnan(values[missing[rows]]).any():
+            raise ValueError(
+                "Some rows of X lie so far from the model that every importance "
+                "weight underflows; their missing values cannot be imputed."
+            )
+        X_imputed[missing] = values[missing[rows]]
+        return X_imputed
 
     def sample(self, n_samples=1):
         """Draw from the model: z ~ p(z), then x ~ p(x|z).
@@ -694,6 +790,7 @@ class VAEEstimator(
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = True
         return tags
 
     def __getstate__(self):
@@ -754,7 +851,10 @@ class VAEEstimator(
             X.max(),
         )
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(variance))):
-            raise ValueError("Input X contains NaN or infinity.")
+            raise ValueError(
+                "Input X contains NaN or infinity. A dask array is fitted only "
+                "without missing values; fit an in-memory array to train on NaN."
+            )
         self._check_range(low, high)
         return X, mean, variance
 
@@ -775,9 +875,17 @@ class VAEEstimator(
         return map_rows(method, X, n_columns, dtype or X.dtype)
 
     def _validate_X(self, X, *, reset, likelihood):
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan",
+        )
         if likelihood == "bernoulli" and X.size:
-            self._check_range(X.min(), X.max(), likelihood)
+            # fmin/fmax skip NaN (and give NaN, which passes, if all are NaN).
+            low, high = np.fmin.reduce(X, axis=None), np.fmax.reduce(X, axis=None)
+            self._check_range(low, high, likelihood)
         return X
 
     def _check_range(self, low, high, likelihood=None):
@@ -814,24 +922,31 @@ class VAEEstimator(
         return eps.unsqueeze(1).to(self.device_)
 
     def _map_rows(self, fn, X, *, n_draws):
-        """Concatenate ``fn(module, x)`` over chunks of rows x of X, as numpy.
+        """Concatenate ``fn(module, x, mask)`` over chunks of rows x of X, as numpy.
 
         ``module`` is a float64 copy of ``module_``: in float32 a row's result
         would change in the last bits with the number of rows in its chunk.
-        Chunks hold every layer's activations for ``n_draws`` per row within
-        scikit-learn's ``working_memory``.
+        Where X has NaN, x holds 0 there and ``mask`` marks the observed
+        entries; else ``mask`` is None (the complete-data computation; for a
+        complete row both give the same numbers). Chunks hold every layer's
+        activations for ``n_draws`` per row within scikit-learn's
+        ``working_memory``.
         """
         module = copy.deepcopy(self.module_).double()
+        missing = bool(np.isnan(X).any())
         widths = (
-            module.n_features + module.n_components + sum(module.hidden_layer_sizes)
+            module.n_features * (2 if module.masked_encoder else 1)
+            + module.n_components
+            + sum(module.hidden_layer_sizes)
         )
         row_bytes = 8 * n_draws * 2 * widths
         chunk = max(1, get_config()["working_memory"] * 2**20 // row_bytes)
         with torch.inference_mode():
-            parts = [
-                fn(module, self._to_tensor(X[rows], torch.float64)).cpu().numpy()
-                for rows in gen_batches(len(X), chunk)
-            ]
+            parts = []
+            for rows in gen_batches(len(X), chunk):
+                x = self._to_tensor(X[rows], torch.float64)
+                x, mask = observed(x) if missing else (x, None)
+                parts.append(fn(module, x, mask).cpu().numpy())
         return np.concatenate(parts)
 
 
@@ -871,12 +986,12 @@ def _resolve_device(device):
     return device
 
 
-def _build_module(architecture, seed):
+def _build_module(architecture, seed, masked_encoder=False):
     """A freshly initialised VAE on the CPU, without touching global random state."""
     # Built on the meta device (no memory, no global RNG draws), then
     # initialised from a local generator.
     with torch.device("meta"):
-        module = VAE(*architecture)
+        module = VAE(*architecture, masked_encoder=masked_encoder)
     module = module.to_empty(device="cpu")
     module.reset_parameters(torch.Generator().manual_seed(seed))
     return module
@@ -886,6 +1001,41 @@ def _check_count(value, name):
     # bool is an Integral in Python, but True is no count of draws or rows.
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_observed(X, rows="X"):
+    """Whether X has NaN; a ValueError if a row or a column of X has no
+    observed entry (nothing to train on there)."""
+    missing = np.isnan(X)
+    if not missing.any():
+        return False
+    for axis, what, advice in (
+        (1, "row(s)", "drop them"),
+        (0, "feature(s)", "drop them, or impute them from other data first"),
+    ):
+        empty = np.flatnonzero(missing.all(axis=axis))
+        if len(empty):
+            shown = f"{empty[:10].tolist()}{'...' if len(empty) > 10 else ''}"
+            raise ValueError(
+                f"{len(empty)} {what} of {rows} (indices {shown}) are entirely "
+                f"NaN: the VAE has nothing observed to train on there; {advice}."
+            )
+    return True
+
+
+def _moments(X, missing):
+    """Feature means and variances of X (float64), over the observed entries."""
+    if missing:
+        return np.nanmean(X, axis=0, dtype=np.float64), np.nanvar(
+            X, axis=0, dtype=np.float64
+        )
+    return X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
+
+
+def _nothing_observed_scores_zero(X, scores):
+    """A row with nothing observed has log p(x_o) = log 1 = 0, exactly."""
+    scores[np.isnan(X).all(axis=1)] = 0.0
+    return scores
 
 
 def _overflow_to_minus_inf(scores):

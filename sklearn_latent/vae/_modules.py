@@ -35,13 +35,28 @@ class VAE(nn.Module):
     ``log_var`` never falls below the buffer ``log_var_floor`` (see
     :meth:`project`), so the Gaussian likelihood is bounded.
 
+    Missing entries (MIWAE, Mattei & Frellsen 2019) come as a boolean ``mask``
+    of observed entries beside x, whose missing entries hold 0. With
+    ``masked_encoder`` (a model first trained on data with NaN) the encoder
+    reads ``[x, mask]``, 2 * n_features inputs; without it the encoder reads
+    x alone, its missing entries filled with E[x|z=0] (see :meth:`encode`).
+
     Build it under ``torch.device("meta")`` and call :meth:`reset_parameters`
     with a local generator after ``to_empty``, so that construction never
     draws from torch's global random state.
     """
 
+    # Class default: a module pickled before missing values existed has none.
+    masked_encoder = False
+
     def __init__(
-        self, n_features, n_components, hidden_layer_sizes, activation, likelihood
+        self,
+        n_features,
+        n_components,
+        hidden_layer_sizes,
+        activation,
+        likelihood,
+        masked_encoder=False,
     ):
         super().__init__()
         self.n_features = n_features
@@ -49,8 +64,10 @@ class VAE(nn.Module):
         self.hidden_layer_sizes = tuple(hidden_layer_sizes)
         self.activation = activation
         self.likelihood = likelihood
+        self.masked_encoder = masked_encoder
         hidden = list(self.hidden_layer_sizes)
-        self.encoder = mlp([n_features, *hidden, 2 * n_components], activation)
+        n_inputs = 2 * n_features if masked_encoder else n_features
+        self.encoder = mlp([n_inputs, *hidden, 2 * n_components], activation)
         self.decoder = mlp([n_components, *hidden[::-1], n_features], activation)
         gaussian = likelihood == "gaussian"
         self.log_var = nn.Parameter(torch.empty(n_features)) if gaussian else None
@@ -59,7 +76,8 @@ class VAE(nn.Module):
         )
 
     def architecture(self):
-        """What a warm start must keep unchanged."""
+        """What a warm start must keep unchanged (the encoder's input may
+        change: a warm start keeps the fitted one, see :meth:`encode`)."""
         return (
             self.n_features,
             self.n_components,
@@ -114,8 +132,23 @@ class VAE(nn.Module):
             with torch.no_grad():
                 self.log_var.clamp_(min=self.log_var_floor)
 
-    def encode(self, x):
-        """Mean and log-variance of q(z|x), each of shape (..., n_components)."""
+    def encode(self, x, mask=None):
+        """Mean and log-variance of q(z|x), each of shape (..., n_components).
+
+        ``mask`` (bool, x's shape; None: all observed) marks the observed
+        entries; x holds 0 at the others. An encoder trained without masks
+        gets the missing entries filled with the decoder's mean at z = 0, a
+        typical point of the model rather than an arbitrary 0: any q(z|x_o)
+        gives a lower bound on log p(x_o), and this one stays near the rows
+        the encoder was trained on.
+        """
+        if self.masked_encoder:
+            observed = torch.ones_like(x) if mask is None else mask.to(x.dtype)
+            x = torch.cat([x, observed], dim=-1)
+        elif mask is not None:
+            with torch.no_grad():
+                typical = self.decoded_mean(x.new_zeros(self.n_components))
+            x = torch.where(mask, x, typical)
         mean, log_var = self.encoder(x).chunk(2, dim=-1)
         return mean, log_var
 
