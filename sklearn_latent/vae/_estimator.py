@@ -65,6 +65,25 @@ class VAEEstimator(
     linear, and at its optimum the ELBO equals the exact log-likelihood of
     factor analysis.
 
+    **Missing values** (NaN) are allowed in ``fit``, ``partial_fit``,
+    ``transform``, ``score_samples``, ``score`` and ``log_likelihood``, as in
+    MIWAE (Mattei & Frellsen, 2019): the likelihood covers the observed
+    entries x_o only, so ``score_samples`` is the ELBO of log p(x_o), the
+    density of what was observed, and ``log_likelihood`` estimates log p(x_o);
+    a row with nothing observed scores 0 = log 1. When the data that builds
+    the networks (``fit``, or the first ``partial_fit``) has NaN, the
+    encoder reads the row with NaN set to 0 beside its mask of observed
+    entries (2 * n_features inputs). A model built on complete data keeps an
+    encoder that reads the row alone; given NaN later, it sees the missing
+    entries filled with the decoder's mean at z = 0, the model's typical
+    point: any q(z|x_o) gives a lower bound on log p(x_o), and the
+    importance-weighted estimate still tends to it. The feature means and
+    variances that start the decoder and set the noise floor are those of
+    the observed entries. A row or a feature with nothing observed is a
+    ValueError in ``fit``; infinity is a ValueError everywhere. Complete data
+    take exactly the computation they took before NaN were allowed. A dask
+    array with NaN is still a ValueError.
+
     Parameters
     ----------
     n_components : int, default=2
@@ -286,7 +305,8 @@ class VAEEstimator(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data.
+            Training data; NaN marks a missing entry. Every row and every
+            feature needs an observed entry.
 
         y : Ignored
             Not used, present for API consistency by convention.
@@ -438,7 +458,10 @@ class VAEEstimator(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            A batch of training rows.
+            A batch of training rows; NaN marks a missing entry. The first
+            batch decides what the encoder reads (see the class notes): with
+            NaN in a later batch only, it reads rows filled at the model's
+            typical point, without a mask.
 
         y : Ignored
             Not used, present for API consistency by convention.
@@ -536,7 +559,8 @@ class VAEEstimator(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data.
+            Data; NaN marks a missing entry (see the class's notes on what
+            the encoder then reads).
 
         Returns
         -------
@@ -587,7 +611,9 @@ class VAEEstimator(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data.
+            Data; NaN marks a missing entry. A row's ELBO then bounds
+            log p(x_o), the density of its observed entries; a row with
+            nothing observed scores 0.
 
         Returns
         -------
@@ -638,7 +664,9 @@ class VAEEstimator(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data.
+            Data; NaN marks a missing entry, and the estimate is then of
+            log p(x_o), the density of the observed entries (0 for a row
+            with nothing observed).
 
         n_draws : int, default=1000
             Number of importance draws K per row.
@@ -737,7 +765,9 @@ class VAEEstimator(
                 pick = torch.multinomial(
                     weights.nan_to_num(1.0), 1, generator=generator
                 )[:, 0]
-                draw = module.sample_x(z[pick, torch.arange(len(x))], generator)
+                draw = module.sample_x(
+                    z[pick, torch.arange(len(x), device=x.device)], generator
+                )
                 return draw.masked_fill(lost, torch.nan)
             z, log_w = log_weights(module, x, eps, mask)
             weights = torch.softmax(log_w, dim=0).unsqueeze(-1)
@@ -852,8 +882,8 @@ class VAEEstimator(
         )
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(variance))):
             raise ValueError(
-                "Input X contains NaN or infinity. A dask array is fitted only "
-                "without missing values; fit an in-memory array to train on NaN."
+                "Input X contains NaN or infinity. A dask array must be "
+                "complete; fit an in-memory array to train on NaN."
             )
         self._check_range(low, high)
         return X, mean, variance
