@@ -2,6 +2,8 @@
 checked against the exact Gaussian answers of a linear VAE, and complete data
 computed exactly as before."""
 
+import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -93,7 +95,6 @@ def old_epoch(module, optimizer, X, batch_size, generator):
 
 
 def test_complete_data_trains_as_before(fitted, X):
-    import copy
 
     ours = copy.deepcopy((fitted.module_, fitted.optimizer_))
     reference = copy.deepcopy((fitted.module_, fitted.optimizer_))
@@ -206,6 +207,26 @@ def test_a_row_with_nothing_observed_scores_zero(request, model, X_nan):
         scores = method(rows)
         np.testing.assert_array_equal(scores[3:], 0.0)
         np.testing.assert_allclose(scores[:3], method(X_nan[:3]), rtol=1e-12)
+
+
+def test_a_model_trained_on_nan_encodes_missing_at_the_training_means(
+    fitted_nan, X_nan
+):
+    module = fitted_nan.module_
+    np.testing.assert_allclose(
+        module.input_fill.numpy(), np.nanmean(X_nan, axis=0), rtol=1e-6
+    )
+    x = X_nan[:6]
+    observed = ~np.isnan(x)
+    filled = np.where(observed, x, module.input_fill.double().numpy())
+    module.double()
+    try:
+        with torch.no_grad():
+            inputs = torch.tensor(np.hstack([filled, observed]))
+            expected = module.encoder(inputs).chunk(2, dim=-1)[0].numpy()
+    finally:
+        module.float()
+    np.testing.assert_array_equal(fitted_nan.transform(x), expected)
 
 
 def test_a_model_trained_on_complete_data_encodes_missing_as_its_typical_point(
@@ -399,3 +420,12 @@ def test_impute_contract(fitted_nan, X_nan):
     np.testing.assert_allclose(
         fitted_nan._impute(X_nan[rows]), fitted_nan._impute(X_nan)[rows], rtol=1e-12
     )
+
+
+def test_a_model_trained_on_nan_pickles(fitted_nan, X_nan):
+    loaded = pickle.loads(pickle.dumps(fitted_nan))
+    assert loaded.module_.masked_encoder
+    np.testing.assert_array_equal(
+        loaded.score_samples(X_nan), fitted_nan.score_samples(X_nan)
+    )
+    np.testing.assert_array_equal(loaded._impute(X_nan), fitted_nan._impute(X_nan))

@@ -38,8 +38,10 @@ class VAE(nn.Module):
     Missing entries (MIWAE, Mattei & Frellsen 2019) come as a boolean ``mask``
     of observed entries beside x, whose missing entries hold 0. With
     ``masked_encoder`` (a model first trained on data with NaN) the encoder
-    reads ``[x, mask]``, 2 * n_features inputs; without it the encoder reads
-    x alone, its missing entries filled with E[x|z=0] (see :meth:`encode`).
+    reads ``[x, mask]``, 2 * n_features inputs, the missing entries of x at
+    the buffer ``input_fill`` (the training means, set by
+    :meth:`start_from`); without it the encoder reads x alone, its missing
+    entries at E[x|z=0] (see :meth:`encode`).
 
     Build it under ``torch.device("meta")`` and call :meth:`reset_parameters`
     with a local generator after ``to_empty``, so that construction never
@@ -74,6 +76,9 @@ class VAE(nn.Module):
         self.register_buffer(
             "log_var_floor", torch.empty(n_features) if gaussian else None
         )
+        self.register_buffer(
+            "input_fill", torch.empty(n_features) if masked_encoder else None
+        )
 
     def architecture(self):
         """What a warm start must keep unchanged (the encoder's input may
@@ -101,6 +106,8 @@ class VAE(nn.Module):
             if self.log_var is not None:
                 self.log_var.zero_()
                 self.log_var_floor.fill_(-torch.inf)
+            if self.input_fill is not None:
+                self.input_fill.zero_()
 
     def start_from(self, mean, variance):
         """Start the decoder at the best model without z, from data moments.
@@ -109,9 +116,11 @@ class VAE(nn.Module):
         and, for the Gaussian, noise variances at the features' variances (not
         below the floor); each a float tensor of shape (n_features,). Training
         then starts where a model that ignores z is best, not a data scale
-        away from it.
+        away from it. A masked encoder reads missing entries at the means.
         """
         with torch.no_grad():
+            if self.input_fill is not None:
+                self.input_fill.copy_(mean)
             bias = self.decoder[-1].bias
             if self.likelihood == "gaussian":
                 bias.copy_(mean)
@@ -136,14 +145,19 @@ class VAE(nn.Module):
         """Mean and log-variance of q(z|x), each of shape (..., n_components).
 
         ``mask`` (bool, x's shape; None: all observed) marks the observed
-        entries; x holds 0 at the others. An encoder trained without masks
-        gets the missing entries filled with the decoder's mean at z = 0, a
-        typical point of the model rather than an arbitrary 0: any q(z|x_o)
-        gives a lower bound on log p(x_o), and this one stays near the rows
-        the encoder was trained on.
+        entries; x holds 0 at the others. The encoder reads the missing
+        entries at a typical value, not 0, which in data units may lie far
+        from anything observed: a masked encoder at the training means
+        (MIWAE's zero fill of standardised data; with a zero fill of pixel
+        data the VAE was seen to ignore z), an encoder trained without masks
+        at the decoder's mean at z = 0. Any q(z|x_o) gives a lower bound on
+        log p(x_o); these stay near the rows the encoder was trained on.
         """
         if self.masked_encoder:
-            observed = torch.ones_like(x) if mask is None else mask.to(x.dtype)
+            if mask is None:
+                observed = torch.ones_like(x)
+            else:
+                x, observed = torch.where(mask, x, self.input_fill), mask.to(x.dtype)
             x = torch.cat([x, observed], dim=-1)
         elif mask is not None:
             with torch.no_grad():
