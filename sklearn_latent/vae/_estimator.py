@@ -38,9 +38,13 @@ from ._training import Blocks, run_epoch, train
 # Noise draws averaged by score_samples: enough to make the per-row ELBO
 # estimate smooth, few enough to stay cheap.
 ELBO_DRAWS = 32
-# Importance draws per row for _impute: the self-normalised estimate's error
-# falls as 1/sqrt(effective draws), and MIWAE's encoder puts q near p(z|x_o).
-IMPUTE_DRAWS = 1000
+# Importance draws per row for _impute. The self-normalised estimate's error
+# falls as 1/sqrt(effective draws) and is small beside the spread of
+# p(x_m|x_o): on a linear VAE (tests/test_vae_missing.py) 300 draws put the
+# conditional means within 0.06 conditional sds (RMS); on noisy digits in
+# pixels (20% MCAR, latent 8) 100 and 1000 draws gave imputation RMSE 2.781
+# and 2.773, and 1000 cost 13 times as long.
+IMPUTE_DRAWS = 300
 _SEED_MAX = np.iinfo(np.int32).max
 # Noise variance floor, as EMFactorAnalysis's Heywood floor: relative to the
 # feature's variance in the training data; for a constant feature relative to
@@ -728,7 +732,7 @@ class VAEEstimator(
             Seeds the draws when ``sample_posterior``; None draws fresh
             entropy.
 
-        n_draws : int, default=IMPUTE_DRAWS (1000)
+        n_draws : int, default=IMPUTE_DRAWS (300)
             Importance draws per row.
 
         Returns
