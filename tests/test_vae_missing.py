@@ -416,6 +416,9 @@ def test_impute_contract(fitted_nan, X_nan):
     )
     np.testing.assert_array_equal(one, same)
     assert not np.array_equal(one, other)
+    # A row with nothing observed gets the model's mean, finite.
+    empty = fitted_nan._impute(np.full((1, X_nan.shape[1]), np.nan))
+    assert np.all(np.isfinite(empty))
     # A row's imputation does not depend on the other rows passed with it.
     rows = np.flatnonzero(np.isnan(X_nan).any(axis=1))[:3]
     np.testing.assert_allclose(
