@@ -76,8 +76,10 @@ class VAEEstimator(
     density of what was observed, and ``log_likelihood`` estimates log p(x_o);
     a row with nothing observed scores 0 = log 1. When the data that builds
     the networks (``fit``, or the first ``partial_fit``) has NaN, the
-    encoder reads the row with NaN set to 0 beside its mask of observed
-    entries (2 * n_features inputs). A model built on complete data keeps an
+    encoder reads the row, with NaN set to the training feature means, beside
+    its mask of observed entries (2 * n_features inputs): MIWAE's zero fill
+    of standardised data, in the data's own units (filled with 0, pixel data
+    made the VAE ignore z). A model built on complete data keeps an
     encoder that reads the row alone; given NaN later, it sees the missing
     entries filled with the decoder's mean at z = 0, the model's typical
     point: any q(z|x_o) gives a lower bound on log p(x_o), and the
