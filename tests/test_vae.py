@@ -234,16 +234,6 @@ def test_bernoulli_needs_data_in_unit_interval(X01):
     assert decoded.min() >= 0 and decoded.max() <= 1
 
 
-@pytest.mark.parametrize("bad, message", [(np.nan, "NaN"), (np.inf, "infinity")])
-def test_nan_and_inf_are_rejected(X, fitted, bad, message):
-    X_bad = X.copy()
-    X_bad[3, 2] = bad
-    with pytest.raises(ValueError, match=message):
-        VAEEstimator(**SMALL).fit(X_bad)
-    with pytest.raises(ValueError, match=message):
-        fitted.transform(X_bad)
-
-
 def test_a_diverging_first_fit_raises_and_a_lower_learning_rate_fits(X):
     vae = VAEEstimator(**{**SMALL, "learning_rate_init": 1e6})
     with pytest.raises(ValueError, match="learning_rate_init"):

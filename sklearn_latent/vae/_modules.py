@@ -35,13 +35,30 @@ class VAE(nn.Module):
     ``log_var`` never falls below the buffer ``log_var_floor`` (see
     :meth:`project`), so the Gaussian likelihood is bounded.
 
+    Missing entries (MIWAE, Mattei & Frellsen 2019) come as a boolean ``mask``
+    of observed entries beside x, whose missing entries hold 0. With
+    ``masked_encoder`` (a model first trained on data with NaN) the encoder
+    reads ``[x, mask]``, 2 * n_features inputs, the missing entries of x at
+    the buffer ``input_fill`` (the training means, set by
+    :meth:`start_from`); without it the encoder reads x alone, its missing
+    entries at E[x|z=0] (see :meth:`encode`).
+
     Build it under ``torch.device("meta")`` and call :meth:`reset_parameters`
     with a local generator after ``to_empty``, so that construction never
     draws from torch's global random state.
     """
 
+    # Class default: a module pickled before missing values existed has none.
+    masked_encoder = False
+
     def __init__(
-        self, n_features, n_components, hidden_layer_sizes, activation, likelihood
+        self,
+        n_features,
+        n_components,
+        hidden_layer_sizes,
+        activation,
+        likelihood,
+        masked_encoder=False,
     ):
         super().__init__()
         self.n_features = n_features
@@ -49,17 +66,23 @@ class VAE(nn.Module):
         self.hidden_layer_sizes = tuple(hidden_layer_sizes)
         self.activation = activation
         self.likelihood = likelihood
+        self.masked_encoder = masked_encoder
         hidden = list(self.hidden_layer_sizes)
-        self.encoder = mlp([n_features, *hidden, 2 * n_components], activation)
+        n_inputs = 2 * n_features if masked_encoder else n_features
+        self.encoder = mlp([n_inputs, *hidden, 2 * n_components], activation)
         self.decoder = mlp([n_components, *hidden[::-1], n_features], activation)
         gaussian = likelihood == "gaussian"
         self.log_var = nn.Parameter(torch.empty(n_features)) if gaussian else None
         self.register_buffer(
             "log_var_floor", torch.empty(n_features) if gaussian else None
         )
+        self.register_buffer(
+            "input_fill", torch.empty(n_features) if masked_encoder else None
+        )
 
     def architecture(self):
-        """What a warm start must keep unchanged."""
+        """What a warm start must keep unchanged (the encoder's input may
+        change: a warm start keeps the fitted one, see :meth:`encode`)."""
         return (
             self.n_features,
             self.n_components,
@@ -83,6 +106,8 @@ class VAE(nn.Module):
             if self.log_var is not None:
                 self.log_var.zero_()
                 self.log_var_floor.fill_(-torch.inf)
+            if self.input_fill is not None:
+                self.input_fill.zero_()
 
     def start_from(self, mean, variance):
         """Start the decoder at the best model without z, from data moments.
@@ -91,9 +116,11 @@ class VAE(nn.Module):
         and, for the Gaussian, noise variances at the features' variances (not
         below the floor); each a float tensor of shape (n_features,). Training
         then starts where a model that ignores z is best, not a data scale
-        away from it.
+        away from it. A masked encoder reads missing entries at the means.
         """
         with torch.no_grad():
+            if self.input_fill is not None:
+                self.input_fill.copy_(mean)
             bias = self.decoder[-1].bias
             if self.likelihood == "gaussian":
                 bias.copy_(mean)
@@ -114,8 +141,28 @@ class VAE(nn.Module):
             with torch.no_grad():
                 self.log_var.clamp_(min=self.log_var_floor)
 
-    def encode(self, x):
-        """Mean and log-variance of q(z|x), each of shape (..., n_components)."""
+    def encode(self, x, mask=None):
+        """Mean and log-variance of q(z|x), each of shape (..., n_components).
+
+        ``mask`` (bool, x's shape; None: all observed) marks the observed
+        entries; x holds 0 at the others. The encoder reads the missing
+        entries at a typical value, not 0, which in data units may lie far
+        from anything observed: a masked encoder at the training means
+        (MIWAE's zero fill of standardised data; with a zero fill of pixel
+        data the VAE was seen to ignore z), an encoder trained without masks
+        at the decoder's mean at z = 0. Any q(z|x_o) gives a lower bound on
+        log p(x_o); these stay near the rows the encoder was trained on.
+        """
+        if self.masked_encoder:
+            if mask is None:
+                observed = torch.ones_like(x)
+            else:
+                x, observed = torch.where(mask, x, self.input_fill), mask.to(x.dtype)
+            x = torch.cat([x, observed], dim=-1)
+        elif mask is not None:
+            with torch.no_grad():
+                typical = self.decoded_mean(x.new_zeros(self.n_components))
+            x = torch.where(mask, x, typical)
         mean, log_var = self.encoder(x).chunk(2, dim=-1)
         return mean, log_var
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._progress import ProgressLine
-from ._losses import elbo_terms
+from ._losses import elbo_terms, observed
 
 # Rows per forward pass when evaluating the ELBO of a whole data set.
 EVALUATION_CHUNK = 4096
@@ -41,13 +41,16 @@ class Blocks:
         return self.n_rows
 
 
-def run_epoch(module, optimizer, X, *, batch_size, beta, generator):
+def run_epoch(module, optimizer, X, *, batch_size, beta, generator, missing=False):
     """One pass over the rows of X in shuffled mini-batches; returns the mean ELBO.
 
     Each step maximises the beta-ELBO of its batch with one fresh noise draw
     per row, then puts the noise variances back above their floor. The
     returned mean (a 0-d tensor: no device sync per batch) is the plain
     ELBO, beta = 1, whatever ``beta`` is. X is a tensor or :class:`Blocks`.
+    ``missing``: X has NaN, so every batch takes the masked ELBO of its
+    observed entries (said once per data set: asking each batch would sync
+    with the device).
     """
     if isinstance(X, Blocks):
         total = 0.0
@@ -66,11 +69,11 @@ def run_epoch(module, optimizer, X, *, batch_size, beta, generator):
     total = X.new_zeros(())
     order = torch.randperm(n_samples, generator=generator, device=X.device)
     for batch in order.split(batch_size):
-        x = X[batch]
+        x, mask = observed(X[batch]) if missing else (X[batch], None)
         eps = torch.randn(
             (len(batch), module.n_components), generator=generator, device=X.device
         )
-        reconstruction, kl = elbo_terms(module, x, eps)
+        reconstruction, kl = elbo_terms(module, x, eps, mask)
         loss = (beta * kl - reconstruction).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -80,16 +83,18 @@ def run_epoch(module, optimizer, X, *, batch_size, beta, generator):
     return total / n_samples
 
 
-def evaluate(module, X, eps):
+def evaluate(module, X, eps, missing=False):
     """Mean ELBO of the rows of X under fixed noise ``eps`` (a 0-d tensor).
 
-    ``eps`` is (n, k), one draw per row, or (n_draws, 1, k), shared.
+    ``eps`` is (n, k), one draw per row, or (n_draws, 1, k), shared;
+    ``missing`` as in :func:`run_epoch`.
     """
     total = X.new_zeros(())
     with torch.no_grad():
         for rows in torch.arange(len(X), device=X.device).split(EVALUATION_CHUNK):
             noise = eps[rows] if eps.dim() == 2 else eps
-            reconstruction, kl = elbo_terms(module, X[rows], noise)
+            x, mask = observed(X[rows]) if missing else (X[rows], None)
+            reconstruction, kl = elbo_terms(module, x, noise, mask)
             total += (reconstruction - kl).sum()
     return total / len(X)
 
@@ -108,6 +113,7 @@ def train(
     generator,
     validation_noise,
     verbose,
+    missing=False,
 ):
     """Train ``module`` for up to ``max_iter`` epochs; return a :class:`History`.
 
@@ -146,12 +152,18 @@ def train(
     best_score, best_state, no_improvement = -math.inf, None, 0
     for epoch in range(max_iter):
         elbo = run_epoch(
-            module, optimizer, X, batch_size=batch_size, beta=beta, generator=generator
+            module,
+            optimizer,
+            X,
+            batch_size=batch_size,
+            beta=beta,
+            generator=generator,
+            missing=missing,
         )
         if X_val is not None:
-            score = evaluate(module, X_val, validation_noise)
+            score = evaluate(module, X_val, validation_noise, missing)
         elif track_training:
-            score = evaluate(module, X, training_noise)
+            score = evaluate(module, X, training_noise, missing)
         else:
             score = elbo
         # One host sync per epoch.
@@ -206,7 +218,7 @@ def train(
             finite = all(torch.isfinite(p).all() for p in module.parameters())
             final = 0.0 if finite else math.nan
         else:
-            final = evaluate(module, X, training_noise).item()
+            final = evaluate(module, X, training_noise, missing).item()
         if not math.isfinite(final):
             _diverged(optimizer, len(history.lower_bounds) - 1, final)
     return history
