@@ -72,6 +72,17 @@ class LatentImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Notes
     -----
+    Which model: one full Gaussian (the default) is EM for a multivariate
+    normal, close to what IterativeImputer's rounds of linear regressions
+    fit; it suits correlated features. Clustered data (images,
+    digits) want a mixture of several full-covariance components, with
+    ``reg_covar`` about a tenth of the mean feature variance, since each
+    component's covariance is estimated from its share of the rows. Pick
+    ``n_components`` (and ``reg_covar``) by the cross-validated
+    observed-data log-likelihood, ``GridSearchCV(EMGaussianMixture(...),
+    {"n_components": [...]})`` fitted on the incomplete X (the models'
+    ``score`` handles NaN), or by the task downstream in a Pipeline.
+
     A column with no observed entry, or a row with none during fit, is an
     error of the model; in ``transform`` a row with nothing observed gets the
     model's mean.

@@ -224,6 +224,38 @@ def test_default_is_one_full_gaussian_and_imputes_its_conditional_means():
         np.testing.assert_array_equal(row[o], x[o])
 
 
+def test_sample_posterior_draws_from_the_conditional_gaussian():
+    skip_unless_imputes(EMGaussianMixture())
+    rng = np.random.RandomState(0)
+    A = rng.randn(4, 4)
+    X = with_missing(rng.multivariate_normal(np.zeros(4), A @ A.T, size=500))
+    imputer = LatentImputer(sample_posterior=True, random_state=0).fit(X)
+    mu, S = imputer.estimator_.means_[0], imputer.estimator_.covariances_[0]
+    n = 20_000
+    draws = imputer.transform(np.tile([[np.nan, 1.0, np.nan, -1.0]], (n, 1)))
+    m, o = [0, 2], [1, 3]
+    K = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
+    mean = mu[m] + K @ ([1.0, -1.0] - mu[o])
+    cov = S[np.ix_(m, m)] - K @ S[np.ix_(o, m)]
+    # Five standard errors of the sample mean and of the sample variances.
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(draws[:, m].mean(0) - mean) < 5 * sd / np.sqrt(n))
+    var = draws[:, m].var(0)
+    assert np.all(np.abs(var - sd**2) < 5 * sd**2 * np.sqrt(2 / n))
+
+
+def test_a_row_with_nothing_observed_gets_the_mixture_mean(X):
+    model = EMGaussianMixture(n_components=2, random_state=0)
+    skip_unless_imputes(model)
+    imputer = LatentImputer(model).fit(X)
+    mixture = imputer.estimator_
+    np.testing.assert_allclose(
+        imputer.transform(np.full((1, 4), np.nan))[0],
+        mixture.weights_ @ mixture.means_,
+        rtol=1e-12,
+    )
+
+
 def real_models():
     models = [
         EMGaussianMixture(n_components=2, random_state=0),
