@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
-from sklearn.datasets import make_classification
-from sklearn.impute import SimpleImputer
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -304,3 +306,17 @@ def test_grid_search_over_n_components_before_a_classifier():
     k = search.best_params_["latentimputer__estimator__n_components"]
     assert search.best_estimator_[0].estimator_.weights_.shape == (k,)
     assert search.score(X, y) > 0.5
+
+
+def test_default_beats_iterative_imputer_on_breast_cancer():
+    # bench_impute's breast_cancer case, first mask: the prototype of the
+    # same EM gave RMSE 0.388 against IterativeImputer's 0.420.
+    skip_unless_imputes(EMGaussianMixture())
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    mask = np.random.RandomState(0).uniform(size=X.shape) < 0.2
+    X_missing = np.where(mask, np.nan, X)
+
+    def rmse(imputer):
+        return np.sqrt(np.mean((imputer.fit_transform(X_missing) - X)[mask] ** 2))
+
+    assert rmse(LatentImputer()) < 0.4 < rmse(IterativeImputer(max_iter=25))
