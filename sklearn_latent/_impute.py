@@ -89,15 +89,18 @@ class LatentImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Examples
     --------
+    Three features that follow one factor, (1, 2, -1) times it plus noise,
+    with a fifth of the last two missing:
+
     >>> import numpy as np
-    >>> from sklearn_latent import EMFactorAnalysis, LatentImputer
+    >>> from sklearn_latent import LatentImputer
     >>> rng = np.random.RandomState(0)
-    >>> X = rng.randn(300, 1) @ [[1.0, 2.0, -1.0, 0.5]] + 0.1 * rng.randn(300, 4)
-    >>> X[rng.uniform(size=X.shape) < 0.2] = np.nan
-    >>> imputer = LatentImputer(EMFactorAnalysis(n_components=1)).fit(X)
-    >>> X_filled = imputer.transform(X)
-    >>> bool(np.isnan(X_filled).any())
-    False
+    >>> X = rng.randn(500, 1) @ [[1.0, 2.0, -1.0]] + 0.1 * rng.randn(500, 3)
+    >>> X[:, 1:][rng.uniform(size=(500, 2)) < 0.2] = np.nan
+    >>> imputer = LatentImputer().fit(X)
+    >>> imputer.transform([[1.0, np.nan, np.nan], [np.nan, 4.0, np.nan]]).round(2)
+    array([[ 1.  ,  1.99, -0.99],
+           [ 1.99,  4.  , -1.98]])
     """
 
     _parameter_constraints: dict = {
@@ -165,6 +168,8 @@ class LatentImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ensure_all_finite="allow-nan",
             reset=False,
         )
+        if not np.isnan(X).any():
+            return X.copy()
         return self.estimator_._impute(
             X,
             sample_posterior=self.sample_posterior,

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_latent
-from sklearn_latent import EMFactorAnalysis, EMGaussianMixture, LatentImputer
+from sklearn_latent import EMFactorAnalysis, EMGaussianMixture
 
 
 def public_estimators():
@@ -34,12 +34,6 @@ def test_every_export_is_found():
 
 @parametrize_with_checks([cls() for cls in public_estimators()])
 def test_sklearn_compatible_estimator(estimator, check):
-    if isinstance(estimator, LatentImputer) and not hasattr(
-        EMGaussianMixture, "_impute"
-    ):
-        # Its default model imputes once issue 10's mixture branch is merged;
-        # until then tests/test_impute.py checks it around a test double.
-        pytest.skip("EMGaussianMixture cannot impute yet (issue 10)")
     check(estimator)
 
 

@@ -103,6 +103,14 @@ def test_fills_only_the_missing_entries_from_the_model(X, strategy):
     )
 
 
+def test_complete_rows_come_back_as_a_copy(X):
+    imputer = LatentImputer(ColumnStatistic()).fit(X)
+    complete = np.nan_to_num(X)
+    out = imputer.transform(complete)
+    assert out is not complete
+    np.testing.assert_array_equal(out, complete)
+
+
 def test_fits_a_clone_of_the_estimator(X):
     model = ColumnStatistic()
     imputer = LatentImputer(model).fit(X)
