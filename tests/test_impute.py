@@ -281,6 +281,7 @@ def real_models():
     return [*models, VAEEstimator(n_components=2, max_iter=20, random_state=0)]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("model", real_models(), ids=repr)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_every_model_imputes(X, model, dtype):
