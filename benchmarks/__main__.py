@@ -1,7 +1,8 @@
 """Run every benchmark: ``python -m benchmarks [--quick] [--out DIR]``.
 
 Each ``benchmarks/bench_*.py`` module exposes ``run(quick) -> list[dict]``.
-Prints one table of ratios measured side by side, writes ``results.json`` and
+Prints one table of ratios measured side by side (and, for bench_impute,
+the imputation error of each imputer), writes ``results.json`` and
 ``scaling.png`` (time per iteration against n_samples and n_components) into
 the output folder.
 """
@@ -21,6 +22,9 @@ MODULES = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
 
 
 def format_row(row):
+    if "rmse" in row or "skipped" in row:  # a quality row (bench_impute)
+        value = f"{row['rmse']:>10.4f}" if "rmse" in row else row["skipped"]
+        return f"{row['case']:<44} {value}  [{row['unit']}; seeds {row['seeds']}]"
     if "speedup" in row:
         scores = ""
         if row.get("ours_score") is not None:

@@ -2,15 +2,17 @@
 
 ``EMGaussianMixture`` and ``EMFactorAnalysis`` are fitted by exact
 Expectation-Maximisation; ``VAEEstimator`` is a PyTorch variational
-auto-encoder.  ``VAEEstimator`` is imported lazily, so importing this package
-does not import torch.
+auto-encoder; ``LatentImputer`` fills in missing values with any of the three,
+fitted on the incomplete data.  ``VAEEstimator`` is imported lazily, so
+importing this package does not import torch.
 """
 
 from ._factor_analysis import EMFactorAnalysis
 from ._gaussian_mixture import EMGaussianMixture
+from ._impute import LatentImputer
 
 __version__ = "0.3.0"
-__all__ = ["EMGaussianMixture", "EMFactorAnalysis", "VAEEstimator"]
+__all__ = ["EMGaussianMixture", "EMFactorAnalysis", "LatentImputer", "VAEEstimator"]
 
 
 def __getattr__(name):

@@ -9,8 +9,8 @@ scikit-learn versions they are tested with is declared in pyproject.toml
 Private names used, none with a small public replacement:
 
 - ``sklearn.base._fit_context`` and ``sklearn.utils._param_validation``
-  (``Interval``, ``Options``, ``StrOptions``): parameter validation as in
-  scikit-learn's own estimators (since 1.2/1.3);
+  (``HasMethods``, ``Interval``, ``Options``, ``StrOptions``): parameter
+  validation as in scikit-learn's own estimators (since 1.2/1.3);
 - ``sklearn.utils.validation._check_sample_weight`` with
   ``ensure_non_negative`` (the keyword since 1.6), and ``_num_samples``.
 
@@ -27,11 +27,12 @@ import numpy as np
 from joblib.parallel import get_active_backend
 from sklearn import get_config
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, _num_samples
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
+    "HasMethods",
     "Interval",
     "Options",
     "StrOptions",
