@@ -853,6 +853,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         model = gk.MissingModel(self._cov, *self._float64_parameters())
         out = X.copy()
         incomplete = np.flatnonzero(np.isnan(X).any(axis=1))
+        if not incomplete.size:  # complete data: nothing to fill
+            return out
         step = rows_per_chunk(self._missing_row_bytes(X, X.shape[1]))
         for chunk in gen_batches(len(incomplete), step):
             self._impute_rows(out, incomplete[chunk], model, sample_posterior, rng)

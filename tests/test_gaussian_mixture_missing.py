@@ -499,3 +499,12 @@ def test_cross_validation_chooses_n_components_with_missing_entries():
         search.fit(X)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.best_params_["n_components"] >= 3
+
+
+def test_impute_of_complete_rows_returns_a_copy_of_them():
+    X = np.random.RandomState(0).normal(size=(50, 3))
+    gm = EMGaussianMixture(2, random_state=0).fit(X)
+    for rows in (X, X[:0]):
+        imputed = gm._impute(rows)
+        assert imputed is not rows
+        assert_array_equal(imputed, rows)
