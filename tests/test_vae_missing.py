@@ -433,3 +433,22 @@ def test_a_model_trained_on_nan_pickles(fitted_nan, X_nan):
         loaded.score_samples(X_nan), fitted_nan.score_samples(X_nan)
     )
     np.testing.assert_array_equal(loaded._impute(X_nan), fitted_nan._impute(X_nan))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_with_nan_infers_as_its_cpu_copy(X_nan):
+    gpu = fit_quietly(VAEEstimator(device="cuda", **SMALL), X_nan)
+    assert all(p.is_cuda for p in gpu.module_.parameters())
+    cpu = copy.deepcopy(gpu)
+    cpu.module_.to("cpu")
+    cpu.device_ = "cpu"
+    # Fixed noise and the importance draws of the conditional mean are drawn
+    # on the CPU for either device: the same numbers up to rounding.
+    for method in ("transform", "score_samples", "_impute"):
+        on_gpu, on_cpu = getattr(gpu, method)(X_nan), getattr(cpu, method)(X_nan)
+        assert np.isfinite(on_gpu).all()
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-9, atol=1e-9)
+    assert np.isfinite(gpu.log_likelihood(X_nan, n_draws=50)).all()
+    draws = gpu._impute(X_nan, sample_posterior=True, random_state=0)
+    assert np.isfinite(draws).all()
+    assert np.array_equal(draws[~np.isnan(X_nan)], X_nan[~np.isnan(X_nan)])
