@@ -8,9 +8,10 @@ from typing import NamedTuple
 import numpy as np
 import scipy
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._em import BaseEM
+from ._em import BaseEM, rows_per_chunk
 from ._factor_kernels import (
     _canonical_orientation,
     _centred_rows,
@@ -19,9 +20,13 @@ from ._factor_kernels import (
     _extreme_projections,
     _log_likelihood_samples,
     _maximize,
+    _maximize_missing,
     _maximize_profile,
     _mean_and_scatter,
+    _missing_statistics,
     _moment_sums,
+    _observed_mean,
+    _observed_posterior,
     _orthogonal_rotation,
     _posterior_mean,
     _posterior_statistics,
@@ -69,6 +74,27 @@ class _Moments(NamedTuple):
     n_rows: int
     X: np.ndarray
     sample_weight: np.ndarray
+
+
+class _Missing(NamedTuple):
+    """Data with NaN entries: EM passes over X every iteration (see
+    :meth:`EMFactorAnalysis._e_step_missing`). The other fields are those of
+    the mean-imputed data, for the start; ``shift``, the observed mean, is
+    the fixed point the statistics are summed about."""
+
+    total_weight: float
+    mean: np.ndarray
+    scatter: object
+    n_rows: int
+    X: np.ndarray
+    sample_weight: np.ndarray
+    shift: np.ndarray
+
+
+def _has_nan(X):
+    # One reduction, no mask: NaN propagates through min (a sum could
+    # overflow to inf - inf).
+    return X.size > 0 and bool(np.isnan(np.min(X)))
 
 
 class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
@@ -259,6 +285,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     _structure_names = ("n_components", "noise")
 
+    # NaN in X marks missing entries (see _prepare_missing).
+    _allow_nan = True
+
     # How EM holds the data: the (n_features, n_features) scatter (True) or the
     # centred (n_samples, n_features) rows (False). None: whichever is
     # smaller. Tests set it to compare the two on the same data.
@@ -295,6 +324,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------ fitting
     def _finalize(self, moments):
+        if isinstance(moments, _Missing):
+            return self._finalize_missing(moments)
         del self._n_m_steps
         components = _canonical_orientation(self.components_, self.noise_variance_)
         # scikit-learn's signs: one more pass over the data, to find each
@@ -340,7 +371,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             upper = variance
         return lower, np.maximum(upper, lower)
 
-    def _warn_heywood(self, floor):
+    def _warn_heywood(self, floor, stacklevel=6):
         floored = np.flatnonzero(self.noise_variance_ <= floor)
         if floored.size:
             warnings.warn(
@@ -353,7 +384,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "check for features that are (nearly) combinations of others, or "
                 "use noise='isotropic'.",
                 UserWarning,
-                stacklevel=6,  # the caller of fit
+                stacklevel=stacklevel,  # the caller of fit
             )
 
     def _n_components(self, n_features):
@@ -379,6 +410,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 )
 
     def _prepare(self, X, sample_weight, missing=None):
+        if missing is not None:
+            return self._prepare_missing(X, sample_weight, missing)
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
         n_samples, n_features = X.shape
         dense = self._dense_scatter
@@ -473,6 +506,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         )
 
     def _e_step(self, moments):
+        if isinstance(moments, _Missing):
+            return self._e_step_missing(moments)
         ezz, beta_scatter, mean_log_likelihood = _posterior_statistics(
             self.components_, self.noise_variance_, moments.scatter
         )
@@ -494,6 +529,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         at least theta1's; otherwise theta2 is the update. Either way the
         log-likelihood never decreases.
         """
+        if isinstance(statistics[0], _Missing):
+            return self._m_step_missing(statistics)
         moments, ezz, beta_scatter, log_likelihood0 = statistics
         scatter = moments.scatter
         lower, upper = self._noise_bounds(scatter)
@@ -544,6 +581,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ---------------------------------------------------------- inference
     def _score_samples(self, X):
+        if _has_nan(X):
+            return self._observed_posteriors(X)[1]
         return _log_likelihood_samples(
             X, self.mean_, self.components_, self.noise_variance_
         )
@@ -561,15 +600,25 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples; NaN marks a missing entry.
 
         Returns
         -------
         Z : ndarray of shape (n_samples, n_components)
-            (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) for each sample.
+            (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) for each sample; with
+            NaN entries, the same on each row's observed entries (zero for a
+            row with nothing observed).
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite="allow-nan",
+        )
+        if _has_nan(X):
+            return self._observed_posteriors(X)[0]
         return _posterior_mean(X, self.mean_, self.components_, self.noise_variance_)
 
     def inverse_transform(self, Z):
@@ -627,3 +676,141 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
+
+    # ---------------------------------------------------- missing entries
+    def _prepare_missing(self, X, sample_weight, missing):
+        """The summary of data with NaN entries.
+
+        EM iterates over X itself: with entries missing the scatter is no
+        longer a sufficient statistic. The start is that of the data with each
+        NaN replaced by its column's observed (weighted) mean; that copy of X
+        is dropped once its moments are summed. Whatever the shape of X, EM
+        then works row by row, never on an (n_features, n_features) matrix.
+        """
+        mean = _observed_mean(X, sample_weight)
+        filled = np.where(missing, mean.astype(X.dtype), X)
+        moments = self._prepare(filled, sample_weight)
+        return _Missing(*moments._replace(X=X), shift=mean)
+
+    def _missing_row_bytes(self):
+        n_components, n_features = self.components_.shape
+        return 8 * (4 * n_features + 4 * (n_components + 1) ** 2)
+
+    def _e_step_missing(self, moments):
+        """Expected complete-data sums over the rows (a pass over X), summed
+        over row chunks on every core."""
+        statistics = self._sum_over_chunks(
+            partial(
+                _missing_statistics,
+                shift=moments.shift,
+                components=self.components_,
+                offset=self.mean_ - moments.shift,
+                noise_variance=self.noise_variance_,
+            ),
+            moments.X,
+            moments.sample_weight,
+            self._missing_row_bytes(),
+        )
+        mean_log_likelihood = statistics[-1] / statistics[0]
+        return (moments, statistics), mean_log_likelihood
+
+    def _m_step_missing(self, statistics):
+        """One exact EM step, mean and loadings jointly: it never lowers the
+        observed-data log-likelihood. (No SQUAREM or quasi-Newton steps here:
+        those work on the scatter.)"""
+        moments, sums = statistics
+        self._n_m_steps += 1
+        floor, _ = self._noise_bounds(moments.scatter)
+        components, offset, self.noise_variance_ = _maximize_missing(
+            sums,
+            self.components_,
+            self.mean_ - moments.shift,
+            self.noise_variance_,
+            self.noise == "isotropic",
+            floor,
+        )
+        self.components_, self.mean_ = components, moments.shift + offset
+
+    def _finalize_missing(self, moments):
+        """As :meth:`_finalize`: the factors' signs are those of the scores
+        with each missing entry at the mean (it adds nothing), and the last
+        log-likelihood is the observed-data one."""
+        del self._n_m_steps
+        components = _canonical_orientation(self.components_, self.noise_variance_)
+        directions = (components / self.noise_variance_).T
+        extremes = np.zeros(len(components))
+        row_bytes = 8 * len(self.mean_)
+        for X, weight in self._chunks(row_bytes, moments.X, moments.sample_weight):
+            filled = np.where(np.isnan(X), self.mean_, X)
+            chunk = _extreme_projections(filled, self.mean_, directions, weight)
+            extremes = np.where(np.abs(chunk) > np.abs(extremes), chunk, extremes)
+        self.components_ = np.where(extremes < 0, -1.0, 1.0)[:, None] * components
+        if self.rotation is not None:
+            self.components_ = _orthogonal_rotation(self.components_, self.rotation)
+        final = self._e_step_missing(moments)[1]
+        if self.lower_bounds_:
+            self.lower_bounds_ = [*self.lower_bounds_[1:], final]
+        self.lower_bound_ = final
+        self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
+        self._warn_heywood(self._noise_bounds(moments.scatter)[0], stacklevel=7)
+
+    def _observed_posteriors(self, X, covariance=False):
+        """E[z | x_o] (n_samples, n_components) and log p(x_o) (n_samples,)
+        of each row of X with NaN entries, in row chunks; with
+        ``covariance``, also the posterior covariances (n_samples,
+        n_components, n_components)."""
+        n_components = len(self.components_)
+        chunks = [
+            _observed_posterior(
+                X[rows], self.mean_, self.components_, self.noise_variance_
+            )
+            for rows in gen_batches(len(X), rows_per_chunk(self._missing_row_bytes()))
+        ]
+        if not chunks:
+            empty = np.zeros((0, n_components))
+            chunks = [(empty, np.zeros((0, n_components, n_components)), np.zeros(0))]
+        factor_mean, factor_covariance, log_likelihood = (
+            np.concatenate(parts) for parts in zip(*chunks)
+        )
+        if covariance:
+            return factor_mean, log_likelihood, factor_covariance
+        return factor_mean, log_likelihood
+
+    def _impute(self, X, sample_posterior=False, random_state=None):
+        """X with each NaN replaced, from the fitted model given the row's
+        observed entries x_o.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Validated float data, NaN where missing.
+        sample_posterior : bool, default=False
+            False: the conditional mean E[x_m | x_o] = mean_m + W_m^T E[z | x_o].
+            True: one draw from the Gaussian p(x_m | x_o): z from its
+            posterior, then mean_m + W_m^T z + noise.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws of ``sample_posterior=True``.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features), X's dtype
+            A new array; the observed entries are X's.
+        """
+        check_is_fitted(self)
+        missing = np.isnan(X)
+        factors, _, covariance = self._observed_posteriors(X, covariance=True)
+        if sample_posterior:
+            rng = check_random_state(random_state)
+            n_samples, n_features = X.shape
+            draws = rng.standard_normal(factors.shape)
+            noise = rng.standard_normal((n_samples, n_features))
+            if len(self.components_):
+                root = np.linalg.cholesky(covariance)
+                factors = factors + np.einsum("nab,nb->na", root, draws)
+            filled = factors @ self.components_ + self.mean_
+            filled += noise * np.sqrt(self.noise_variance_)
+        else:
+            filled = factors @ self.components_ + self.mean_
+        imputed = X.copy()
+        imputed[missing] = filled[missing]
+        return imputed

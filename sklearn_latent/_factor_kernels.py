@@ -660,3 +660,166 @@ def _orthogonal_rotation(components, method, tol=1e-6, max_iter=100):
         if previous != 0 and criterion < previous * (1 + tol):
             break
     return (loadings @ rotation).T
+
+
+# -------------------------------------------------------- missing entries
+# With NaN in X the missing entries are latent like z. A row's observed
+# entries o have the marginal N(mean_o, W_o^T W_o + diag(psi_o)); its
+# posterior of z needs only M_i = I + W_o diag(psi_o)^-1 W_o^T, a k x k
+# matrix: O(d k^2) a row, and all rows at once are one matrix product.
+def _observed_posterior(X, mean, components, noise_variance):
+    """Posterior of z given each row's observed (non-NaN) entries.
+
+    With o_i the observed entries of row i and
+    M_i = I + sum_{j in o_i} w_j w_j^T / psi_j, the posterior is
+    N(M_i^-1 b_i, M_i^-1), b_i = sum_{j in o_i} w_j (x_ij - mean_j) / psi_j.
+    log p(x_o) follows from the determinant lemma and Woodbury's identity on
+    the observed block. A row with nothing observed has the prior as
+    posterior and log-likelihood 0.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), NaN where missing
+    mean : ndarray of shape (n_features,)
+    components : ndarray of shape (n_components, n_features)
+    noise_variance : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    posterior_mean : ndarray of shape (n_samples, n_components)
+    posterior_covariance : ndarray of shape (n_samples, n_components, n_components)
+    log_likelihood : ndarray of shape (n_samples,)
+        log p(x_o) of each row.
+    """
+    n_components, n_features = components.shape
+    observed = ~np.isnan(X)
+    centred = np.where(observed, X - mean, 0.0)
+    weighted = observed / noise_variance  # 1/psi_j where observed, else 0
+    # M_i for every row: one (n, d) x (d, k^2) product.
+    outer = (components[:, np.newaxis, :] * components[np.newaxis, :, :]).reshape(
+        n_components**2, n_features
+    )
+    precision = (weighted @ outer.T).reshape(-1, n_components, n_components)
+    precision[:, np.arange(n_components), np.arange(n_components)] += 1.0
+    scaled = centred * weighted
+    projected = scaled @ components.T  # b_i, (n, k)
+    if n_components:
+        chol = np.linalg.cholesky(precision)
+        covariance = np.linalg.inv(precision)
+        log_det_m = 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    else:  # no factors: NumPy's batched LAPACK refuses 0 x 0 matrices
+        covariance, log_det_m = precision, np.zeros(len(X))
+    posterior_mean = np.einsum("nab,nb->na", covariance, projected)
+    # (x_o - mean_o)^T C_oo^-1 (x_o - mean_o) by Woodbury.
+    mahalanobis = np.einsum("ij,ij->i", scaled, centred) - np.einsum(
+        "ij,ij->i", projected, posterior_mean
+    )
+    log_det = observed @ np.log(noise_variance) + log_det_m
+    n_observed = observed.sum(axis=1)
+    log_likelihood = -0.5 * (n_observed * LOG_2PI + log_det + mahalanobis)
+    return posterior_mean, covariance, log_likelihood
+
+
+def _missing_statistics(X, sample_weight, shift, components, offset, noise_variance):
+    """Expected complete-data sums of one chunk of rows with NaN entries.
+
+    The mean is a loading on a constant factor: with z~ = (z, 1) and
+    W~ = [W; offset] (offset = mean - shift), feature j is regressed on z~.
+    For observed x_ij, E[z~ x_ij] = E[z~] x_ij; for missing x_ij,
+    E[z~ x_ij] = E[z~ z~^T] w~_j and E[x_ij^2] = w~_j^T E[z~ z~^T] w~_j + psi_j
+    (x_ij given z and x_o is w~_j^T z~ plus independent noise), all under the
+    current parameters. The sums of E[z~ z~^T] over the rows where feature j
+    is missing, ``missing_second``, give both terms of the M-step.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), NaN where missing
+    sample_weight : ndarray of shape (n_samples,) or None
+    shift : ndarray of shape (n_features,)
+        Fixed point the data are taken about (for precision).
+    components : ndarray of shape (n_components, n_features)
+    offset : ndarray of shape (n_features,)
+        The current mean minus ``shift``.
+    noise_variance : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    total_weight : float
+    second : ndarray of shape (k + 1, k + 1)
+        Sum of w E[z~ z~^T].
+    observed_first : ndarray of shape (n_features, k + 1)
+        Sum over observed entries of w (x_ij - shift_j) E[z~].
+    missing_second : ndarray of shape (n_features, (k + 1)^2)
+        Sum over the rows where feature j is missing of w E[z~ z~^T], flat.
+    observed_squares : ndarray of shape (n_features,)
+        Sum over observed entries of w (x_ij - shift_j)^2.
+    log_likelihood : float
+        Sum of w log p(x_o).
+    """
+    n_samples = len(X)
+    shifted = X - shift
+    weight = (
+        np.ones(n_samples) if sample_weight is None else sample_weight.astype(np.float64)
+    )
+    factor_mean, factor_covariance, log_likelihood = _observed_posterior(
+        shifted, offset, components, noise_variance
+    )
+    augmented = np.hstack([factor_mean, np.ones((n_samples, 1))])  # E[z~]
+    second_rows = augmented[:, :, np.newaxis] * augmented[:, np.newaxis, :]
+    second_rows[:, :-1, :-1] += factor_covariance  # E[z~ z~^T] per row
+    missing = np.isnan(shifted)
+    observed_values = np.where(missing, 0.0, shifted) * weight[:, np.newaxis]
+    return (
+        weight.sum(),
+        np.einsum("n,nab->ab", weight, second_rows),
+        observed_values.T @ augmented,
+        (missing * weight[:, np.newaxis]).T @ second_rows.reshape(n_samples, -1),
+        np.einsum("ij,ij->j", observed_values, np.where(missing, 0.0, shifted)),
+        weight @ log_likelihood,
+    )
+
+
+def _maximize_missing(statistics, components, offset, noise_variance, isotropic, floor):
+    """M-step from the sums of :func:`_missing_statistics`.
+
+    W~ = [W; offset] is the regression of the features on z~ = (z, 1):
+    W~ = (sum E[z~ z~^T])^-1 B with B_j = sum E[z~ x_ij], and
+    psi_j = (sum E[x_ij^2] - w~_j^T B_j) / total weight, floored (as in
+    :func:`_maximize`). ``components``, ``offset`` and ``noise_variance`` are
+    the parameters the statistics were computed under.
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+    offset : ndarray of shape (n_features,)
+    noise_variance : ndarray of shape (n_features,)
+    """
+    total_weight, second, observed_first, missing_second, observed_squares, _ = (
+        statistics
+    )
+    n_features = len(noise_variance)
+    size = len(second)
+    missing_second = missing_second.reshape(n_features, size, size)
+    old = np.vstack([components, offset])  # W~, (k + 1, n_features)
+    cross = observed_first + np.einsum("jab,bj->ja", missing_second, old)  # B
+    new = _inverse_positive(second) @ cross.T
+    squares = (
+        observed_squares
+        + np.einsum("aj,jab,bj->j", old, missing_second, old)
+        + noise_variance * missing_second[:, -1, -1]  # weight missing in j
+    )
+    noise = (squares - np.sum(new * cross.T, axis=0)) / total_weight
+    if isotropic:
+        noise = np.full_like(noise, noise.mean())
+    return new[:-1], new[-1], np.maximum(noise, floor)
+
+
+def _observed_mean(X, sample_weight):
+    """Weighted mean of each column's observed entries, shape (n_features,)."""
+    observed = ~np.isnan(X)
+    weight = (
+        observed
+        if sample_weight is None
+        else observed * sample_weight.astype(np.float64)[:, np.newaxis]
+    )
+    return np.sum(np.where(observed, X, 0.0) * weight, axis=0) / weight.sum(axis=0)
