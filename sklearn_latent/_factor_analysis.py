@@ -687,7 +687,15 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         is dropped once its moments are summed. Whatever the shape of X, EM
         then works row by row, never on an (n_features, n_features) matrix.
         """
-        mean = _observed_mean(X, sample_weight)
+        with np.errstate(invalid="ignore", divide="ignore"):  # checked below
+            mean = _observed_mean(X, sample_weight)
+        unseen = np.flatnonzero(~np.isfinite(mean))
+        if unseen.size:
+            raise ValueError(
+                f"Column(s) {unseen.tolist()[:10]} of X are observed only in "
+                "rows of zero sample weight: nothing can be learnt about them. "
+                "Drop those columns."
+            )
         filled = np.where(missing, mean.astype(X.dtype), X)
         moments = self._prepare(filled, sample_weight)
         return _Missing(*moments._replace(X=X), shift=mean)

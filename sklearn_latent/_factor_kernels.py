@@ -699,7 +699,7 @@ def _observed_posterior(X, mean, components, noise_variance):
     outer = (components[:, np.newaxis, :] * components[np.newaxis, :, :]).reshape(
         n_components**2, n_features
     )
-    precision = (weighted @ outer.T).reshape(-1, n_components, n_components)
+    precision = (weighted @ outer.T).reshape(len(X), n_components, n_components)
     precision[:, np.arange(n_components), np.arange(n_components)] += 1.0
     scaled = centred * weighted
     projected = scaled @ components.T  # b_i, (n, k)
