@@ -492,9 +492,14 @@ def test_errors_are_clear():
         EMFactorAnalysis(5).fit(X)
     with pytest.raises(ValueError, match="minimum of 2 is required"):
         EMFactorAnalysis(1).fit(X[:1])
+    # NaN marks a missing entry (tests/test_factor_analysis_missing.py); a
+    # row with nothing observed, or inf, is an error.
     X_nan = X.copy()
-    X_nan[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    X_nan[0] = np.nan
+    with pytest.raises(ValueError, match="entirely NaN"):
+        EMFactorAnalysis(1).fit(X_nan)
+    X_nan[0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
         EMFactorAnalysis(1).fit(X_nan)
     with pytest.raises(ValueError, match="one positive variance per feature"):
         EMFactorAnalysis(1, noise_variance_init=[1.0, 1.0]).fit(X)
