@@ -667,6 +667,38 @@ def _orthogonal_rotation(components, method, tol=1e-6, max_iter=100):
 # entries o have the marginal N(mean_o, W_o^T W_o + diag(psi_o)); its
 # posterior of z needs only M_i = I + W_o diag(psi_o)^-1 W_o^T, a k x k
 # matrix: O(d k^2) a row, and all rows at once are one matrix product.
+def _zero_filled(values, missing):
+    """``values`` with the ``missing`` entries set to 0, in place (np.where
+    costs ~3x more)."""
+    np.copyto(values, 0.0, where=missing)
+    return values
+
+
+def _batched_inverse_positive(matrices):
+    """Inverses and log-determinants of symmetric positive-definite matrices
+    stacked last, (k, k, n): (k, k, n) and (n,).
+
+    Gauss-Jordan sweeps on every matrix at once, one pivot at a time: k steps
+    of array operations over contiguous (k, n) slices. NumPy's batched
+    ``inv`` calls LAPACK once per matrix, slower for k ~ 10. Without pivoting
+    this is stable for positive-definite matrices, and the pivots are those
+    of their LDL^T factorisation, which gives the log-determinant.
+    """
+    swept = matrices.copy()
+    log_det = np.zeros(matrices.shape[-1])
+    for j in range(len(matrices)):
+        pivot = swept[j, j].copy()
+        log_det += np.log(pivot)
+        row = swept[j] / pivot
+        column = swept[:, j].copy()
+        swept -= column[:, np.newaxis, :] * row[np.newaxis, :, :]
+        swept[j] = row
+        swept[:, j] = column / pivot
+        swept[j, j] = -1.0 / pivot
+    # Sweeping every pivot leaves -A^-1.
+    return np.negative(swept, out=swept), log_det
+
+
 def _observed_posterior(X, mean, components, noise_variance):
     """Posterior of z given each row's observed (non-NaN) entries.
 
@@ -692,30 +724,26 @@ def _observed_posterior(X, mean, components, noise_variance):
         log p(x_o) of each row.
     """
     n_components, n_features = components.shape
-    observed = ~np.isnan(X)
-    centred = np.where(observed, X - mean, 0.0)
-    weighted = observed / noise_variance  # 1/psi_j where observed, else 0
-    # M_i for every row: one (n, d) x (d, k^2) product.
+    missing = np.isnan(X)
+    centred = _zero_filled(X - mean, missing)
+    weighted = ~missing / noise_variance  # 1/psi_j where observed, else 0
+    # M_i for every row: one (k^2, d) x (d, n) product, rows last.
     outer = (components[:, np.newaxis, :] * components[np.newaxis, :, :]).reshape(
         n_components**2, n_features
     )
-    precision = (weighted @ outer.T).reshape(len(X), n_components, n_components)
-    precision[:, np.arange(n_components), np.arange(n_components)] += 1.0
+    precision = (outer @ weighted.T).reshape(n_components, n_components, len(X))
+    precision[np.arange(n_components), np.arange(n_components)] += 1.0
     scaled = centred * weighted
     projected = scaled @ components.T  # b_i, (n, k)
-    if n_components:
-        chol = np.linalg.cholesky(precision)
-        covariance = np.linalg.inv(precision)
-        log_det_m = 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-    else:  # no factors: NumPy's batched LAPACK refuses 0 x 0 matrices
-        covariance, log_det_m = precision, np.zeros(len(X))
+    covariance, log_det_m = _batched_inverse_positive(precision)
+    covariance = np.moveaxis(covariance, -1, 0)  # (n, k, k), a view
     posterior_mean = np.einsum("nab,nb->na", covariance, projected)
     # (x_o - mean_o)^T C_oo^-1 (x_o - mean_o) by Woodbury.
     mahalanobis = np.einsum("ij,ij->i", scaled, centred) - np.einsum(
         "ij,ij->i", projected, posterior_mean
     )
-    log_det = observed @ np.log(noise_variance) + log_det_m
-    n_observed = observed.sum(axis=1)
+    log_det = ~missing @ np.log(noise_variance) + log_det_m
+    n_observed = n_features - missing.sum(axis=1)
     log_likelihood = -0.5 * (n_observed * LOG_2PI + log_det + mahalanobis)
     return posterior_mean, covariance, log_likelihood
 
@@ -768,13 +796,14 @@ def _missing_statistics(X, sample_weight, shift, components, offset, noise_varia
     second_rows = augmented[:, :, np.newaxis] * augmented[:, np.newaxis, :]
     second_rows[:, :-1, :-1] += factor_covariance  # E[z~ z~^T] per row
     missing = np.isnan(shifted)
-    observed_values = np.where(missing, 0.0, shifted) * weight[:, np.newaxis]
+    values = _zero_filled(shifted, missing)
+    weighted_values = values * weight[:, np.newaxis]
     return (
         weight.sum(),
         np.einsum("n,nab->ab", weight, second_rows),
-        observed_values.T @ augmented,
+        weighted_values.T @ augmented,
         (missing * weight[:, np.newaxis]).T @ second_rows.reshape(n_samples, -1),
-        np.einsum("ij,ij->j", observed_values, np.where(missing, 0.0, shifted)),
+        np.einsum("ij,ij->j", weighted_values, values),
         weight @ log_likelihood,
     )
 
