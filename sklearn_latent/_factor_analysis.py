@@ -117,6 +117,22 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     switches to quasi-Newton steps on the noise with the loadings profiled
     out, as R's ``factanal``, each kept only if it raises the likelihood.
 
+    NaN in X marks a missing entry: ``fit``, ``score_samples``, ``score``
+    and ``transform`` then work with each row's observed entries x_o, whose
+    model is N(mean_o, W_o^T W_o + Psi_o). EM treats the missing entries as
+    latent, like z, and stays exact: the observed-data log-likelihood never
+    decreases. A row's posterior needs only the k x k matrix
+    I + W_o Psi_o^-1 W_o^T, so a row costs O(n_features n_components^2),
+    never a factorisation of its observed block; all rows are handled at
+    once, with no loop over rows. With NaN the scatter no longer summarises
+    the data, so each iteration is a pass over X (in row chunks, on every
+    core) and one plain EM step (no SQUAREM or quasi-Newton steps), whatever
+    the shape of X; the start is that of the data with each NaN replaced by
+    its column's observed mean. ``score_samples`` gives log p(x_o), 0 for a
+    row with nothing observed; ``transform`` gives E[z | x_o]. In ``fit``, a
+    row or column with nothing observed is an error, and so is inf anywhere.
+    Without NaN nothing of this runs: results are those of complete data.
+
     It accepts the parameters and gives the attributes of scikit-learn's
     :class:`~sklearn.decomposition.FactorAnalysis`, except ``copy`` (the data
     are only read), and adds ``sample_weight``, :meth:`sample`,
@@ -202,7 +218,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Noise variance of each feature (all equal when isotropic).
 
     mean_ : ndarray of shape (n_features,)
-        Weighted mean of the training data.
+        Weighted mean of the training data (with NaN, the model's mean,
+        estimated jointly with the loadings).
 
     loglike_ : list of float
         Total (weighted) log-likelihood of the training data after each
@@ -218,7 +235,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         divided by the total sample weight); it never decreases.
 
     n_iter_ : int
-        Number of iterations (SQUAREM cycles or quasi-Newton runs) run.
+        Number of iterations (SQUAREM cycles or quasi-Newton runs; with NaN,
+        EM steps) run.
 
     converged_ : bool
         Whether the gain fell below ``tol``.
@@ -252,6 +270,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
       analysis", JRSS B 61, 1999.
     - K. G. Joreskog, "Some contributions to maximum likelihood factor
       analysis", Psychometrika 32, 1967 (the profile likelihood).
+    - D. B. Rubin and D. T. Thayer (above); Z. Ghahramani and M. I. Jordan,
+      "Supervised learning from incomplete data via an EM approach", NIPS
+      1994 (the missing entries as latent variables).
     - R. Varadhan and C. Roland, "Simple and globally convergent methods for
       accelerating the convergence of any EM algorithm", Scand. J. Stat. 35,
       2008.
@@ -271,6 +292,14 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     >>> X_new, Z_new = fa.sample(3)
     >>> X_new.shape, Z_new.shape
     ((3, 6), (3, 2))
+
+    Missing entries are NaN:
+
+    >>> X_missing = X.copy()
+    >>> X_missing[rng.rand(*X.shape) < 0.2] = np.nan
+    >>> fa_missing = EMFactorAnalysis(n_components=2).fit(X_missing)
+    >>> bool(np.isfinite(fa_missing.score(X_missing)))
+    True
     """
 
     _parameter_constraints: dict = {

@@ -737,11 +737,14 @@ def _observed_posterior(X, mean, components, noise_variance):
     projected = scaled @ components.T  # b_i, (n, k)
     covariance, log_det_m = _batched_inverse_positive(precision)
     covariance = np.moveaxis(covariance, -1, 0)  # (n, k, k), a view
-    posterior_mean = np.einsum("nab,nb->na", covariance, projected)
-    # (x_o - mean_o)^T C_oo^-1 (x_o - mean_o) by Woodbury.
-    mahalanobis = np.einsum("ij,ij->i", scaled, centred) - np.einsum(
-        "ij,ij->i", projected, posterior_mean
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        posterior_mean = np.einsum("nab,nb->na", covariance, projected)
+        # (x_o - mean_o)^T C_oo^-1 (x_o - mean_o) by Woodbury: at most the
+        # first term, so a row where that overflows is infinitely far (as
+        # in _log_likelihood_samples: -inf, never NaN).
+        first = np.einsum("ij,ij->i", scaled, centred)
+        mahalanobis = first - np.einsum("ij,ij->i", projected, posterior_mean)
+    mahalanobis[np.isinf(first)] = np.inf
     log_det = ~missing @ np.log(noise_variance) + log_det_m
     n_observed = n_features - missing.sum(axis=1)
     log_likelihood = -0.5 * (n_observed * LOG_2PI + log_det + mahalanobis)

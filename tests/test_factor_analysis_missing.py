@@ -411,6 +411,14 @@ def test_refuses_empty_rows_and_columns_and_inf():
         fa.transform(infinite)
 
 
+def test_a_far_row_scores_minus_inf_not_nan():
+    X, _ = fa_data(200, 5, 2)
+    fa = short_fit(EMFactorAnalysis(2, max_iter=20), with_missing(X))
+    far = np.array([[1e155, np.nan, 1e155, 1.0, 1.0], [1e300, np.nan, 1.0, 1.0, 1.0]])
+    assert_array_equal(fa.score_samples(far), -np.inf)
+    assert np.all(np.isfinite(fa.transform(far)))
+
+
 def test_float32_and_warm_start_with_missing_entries():
     X, _ = fa_data(300, 6, 2)
     X = with_missing(X, 0.2)
