@@ -89,6 +89,7 @@ class _Missing(NamedTuple):
     X: np.ndarray
     sample_weight: np.ndarray
     shift: np.ndarray
+    variance: np.ndarray
 
 
 def _has_nan(X):
@@ -125,10 +126,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     I + W_o Psi_o^-1 W_o^T, so a row costs O(n_features n_components^2),
     never a factorisation of its observed block; all rows are handled at
     once, with no loop over rows. With NaN the scatter no longer summarises
-    the data, so each iteration is a pass over X (in row chunks, on every
-    core) and one plain EM step (no SQUAREM or quasi-Newton steps), whatever
-    the shape of X; the start is that of the data with each NaN replaced by
-    its column's observed mean. ``score_samples`` gives log p(x_o), 0 for a
+    the data, so each iteration is a SQUAREM cycle of EM steps that passes
+    over X three times (in row chunks, on every core; no quasi-Newton
+    steps), whatever the shape of X; the start is that of the data with each
+    NaN replaced by its column's observed mean. ``score_samples`` gives log p(x_o), 0 for a
     row with nothing observed; ``transform`` gives E[z | x_o]. In ``fit``, a
     row or column with nothing observed is an error, and so is inf anywhere.
     Without NaN nothing of this runs: results are those of complete data.
@@ -235,8 +236,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         divided by the total sample weight); it never decreases.
 
     n_iter_ : int
-        Number of iterations (SQUAREM cycles or quasi-Newton runs; with NaN,
-        EM steps) run.
+        Number of iterations (SQUAREM cycles or quasi-Newton runs) run.
 
     converged_ : bool
         Whether the gain fell below ``tol``.
@@ -727,46 +727,87 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             )
         filled = np.where(missing, mean.astype(X.dtype), X)
         moments = self._prepare(filled, sample_weight)
-        return _Missing(*moments._replace(X=X), shift=mean)
+        # Each column's variance over its observed entries: the scale of
+        # the SQUAREM steps, and the noise variances' upper bound there.
+        variance = moments.scatter.diagonal
+        observed_weight = (
+            np.count_nonzero(~missing, axis=0)
+            if sample_weight is None
+            else sample_weight.astype(np.float64) @ ~missing
+        )
+        variance = variance * moments.total_weight / observed_weight
+        if self.noise == "isotropic":
+            variance = np.full_like(variance, variance.mean())
+        return _Missing(*moments._replace(X=X), shift=mean, variance=variance)
 
     def _missing_row_bytes(self):
         n_components, n_features = self.components_.shape
         return 8 * (4 * n_features + 4 * (n_components + 1) ** 2)
 
-    def _e_step_missing(self, moments):
-        """Expected complete-data sums over the rows (a pass over X), summed
-        over row chunks on every core."""
-        statistics = self._sum_over_chunks(
+    def _missing_sums(self, moments, components, offset, noise_variance):
+        """Expected complete-data sums over the rows of X (a pass over X),
+        under the given parameters, summed over row chunks on every core."""
+        return self._sum_over_chunks(
             partial(
                 _missing_statistics,
                 shift=moments.shift,
-                components=self.components_,
-                offset=self.mean_ - moments.shift,
-                noise_variance=self.noise_variance_,
+                components=components,
+                offset=offset,
+                noise_variance=noise_variance,
             ),
             moments.X,
             moments.sample_weight,
             self._missing_row_bytes(),
         )
-        mean_log_likelihood = statistics[-1] / statistics[0]
-        return (moments, statistics), mean_log_likelihood
+
+    def _e_step_missing(self, moments):
+        sums = self._missing_sums(
+            moments, self.components_, self.mean_ - moments.shift, self.noise_variance_
+        )
+        return (moments, sums), sums[-1] / sums[0]
 
     def _m_step_missing(self, statistics):
-        """One exact EM step, mean and loadings jointly: it never lowers the
-        observed-data log-likelihood. (No SQUAREM or quasi-Newton steps here:
-        those work on the scatter.)"""
+        """A SQUAREM cycle of exact EM steps, as :meth:`_m_step`'s, on the
+        loadings and mean together: theta0 -> theta1 -> theta2 extrapolated,
+        kept (with one more EM step) only if it scores at least theta1. Each
+        cycle passes over X twice more; the log-likelihood never decreases.
+        (Quasi-Newton steps on the noise need the scatter: none here.)
+        """
         moments, sums = statistics
         self._n_m_steps += 1
         floor, _ = self._noise_bounds(moments.scatter)
-        components, offset, self.noise_variance_ = _maximize_missing(
-            sums,
-            self.components_,
-            self.mean_ - moments.shift,
+        isotropic = self.noise == "isotropic"
+
+        # theta = ([W; mean - shift], noise): the mean is a loading on a
+        # constant factor (see _missing_statistics).
+        def maximize(sums, theta):
+            *loadings, noise = _maximize_missing(
+                sums, theta[0][:-1], theta[0][-1], theta[1], isotropic, floor
+            )
+            return np.vstack(loadings), noise
+
+        def e_step(theta):
+            sums = self._missing_sums(moments, theta[0][:-1], theta[0][-1], theta[1])
+            return sums, sums[-1] / sums[0]
+
+        theta0 = (
+            np.vstack([self.components_, self.mean_ - moments.shift]),
             self.noise_variance_,
-            self.noise == "isotropic",
-            floor,
         )
-        self.components_, self.mean_ = components, moments.shift + offset
+        theta1 = maximize(sums, theta0)
+        sums1, log_likelihood1 = e_step(theta1)
+        theta2 = maximize(sums1, theta1)
+        extrapolated = _squarem_extrapolate(
+            theta0, theta1, theta2, floor, np.maximum(moments.variance, floor)
+        )
+        sums_x, log_likelihood = e_step(extrapolated)
+        if log_likelihood >= log_likelihood1:
+            update = maximize(sums_x, extrapolated)
+        else:
+            update = theta2
+        self.components_ = update[0][:-1]
+        self.mean_ = moments.shift + update[0][-1]
+        self.noise_variance_ = update[1]
 
     def _finalize_missing(self, moments):
         """As :meth:`_finalize`: the factors' signs are those of the scores
