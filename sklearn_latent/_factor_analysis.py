@@ -129,9 +129,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     the data, so each iteration is a SQUAREM cycle of EM steps that passes
     over X three times (in row chunks, on every core; no quasi-Newton
     steps), whatever the shape of X; the start is that of the data with each
-    NaN replaced by its column's observed mean. ``score_samples`` gives log p(x_o), 0 for a
-    row with nothing observed; ``transform`` gives E[z | x_o]. In ``fit``, a
-    row or column with nothing observed is an error, and so is inf anywhere.
+    NaN replaced by its column's observed mean. ``score_samples`` gives
+    log p(x_o), 0 for a row with nothing observed; ``transform`` gives
+    E[z | x_o]. In ``fit``, a row or column with nothing observed is an
+    error, and so is inf anywhere.
     Without NaN nothing of this runs: results are those of complete data.
 
     It accepts the parameters and gives the attributes of scikit-learn's
@@ -848,7 +849,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             empty = np.zeros((0, n_components))
             chunks = [(empty, np.zeros((0, n_components, n_components)), np.zeros(0))]
         factor_mean, factor_covariance, log_likelihood = (
-            np.concatenate(parts) for parts in zip(*chunks)
+            np.concatenate(parts) for parts in zip(*chunks, strict=True)
         )
         if covariance:
             return factor_mean, log_likelihood, factor_covariance

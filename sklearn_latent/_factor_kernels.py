@@ -790,7 +790,9 @@ def _missing_statistics(X, sample_weight, shift, components, offset, noise_varia
     n_samples = len(X)
     shifted = X - shift
     weight = (
-        np.ones(n_samples) if sample_weight is None else sample_weight.astype(np.float64)
+        np.ones(n_samples)
+        if sample_weight is None
+        else sample_weight.astype(np.float64)
     )
     factor_mean, factor_covariance, log_likelihood = _observed_posterior(
         shifted, offset, components, noise_variance
