@@ -727,11 +727,13 @@ def _observed_posterior(X, mean, components, noise_variance):
     missing = np.isnan(X)
     centred = _zero_filled(X - mean, missing)
     weighted = ~missing / noise_variance  # 1/psi_j where observed, else 0
-    # M_i for every row: one (k^2, d) x (d, n) product, rows last.
-    outer = (components[:, np.newaxis, :] * components[np.newaxis, :, :]).reshape(
-        n_components**2, n_features
-    )
-    precision = (outer @ weighted.T).reshape(n_components, n_components, len(X))
+    # M_i for every row, rows last: one (k(k+1)/2, d) x (d, n) product for
+    # the upper triangles (M is symmetric: half the flops of all k^2 entries).
+    upper = np.triu_indices(n_components)
+    outer = components[upper[0]] * components[upper[1]]
+    precision = np.empty((n_components, n_components, len(X)))
+    precision[upper] = outer @ weighted.T
+    precision[upper[::-1]] = precision[upper]
     precision[np.arange(n_components), np.arange(n_components)] += 1.0
     scaled = centred * weighted
     projected = scaled @ components.T  # b_i, (n, k)
@@ -749,6 +751,20 @@ def _observed_posterior(X, mean, components, noise_variance):
     n_observed = n_features - missing.sum(axis=1)
     log_likelihood = -0.5 * (n_observed * LOG_2PI + log_det + mahalanobis)
     return posterior_mean, covariance, log_likelihood
+
+
+def _symmetric_sums(coefficients, matrices):
+    """coefficients^T @ matrices for symmetric matrices (n, m, m): shape
+    (n_features, m * m), from their upper triangles only (half the flops).
+
+    ``coefficients`` has shape (n, n_features).
+    """
+    size = matrices.shape[1]
+    upper = np.triu_indices(size)
+    sums = np.empty((coefficients.shape[1], size, size))
+    sums[:, upper[0], upper[1]] = coefficients.T @ matrices[:, upper[0], upper[1]]
+    sums[:, upper[1], upper[0]] = sums[:, upper[0], upper[1]]
+    return sums.reshape(len(sums), -1)
 
 
 def _missing_statistics(X, sample_weight, shift, components, offset, noise_variance):
@@ -807,7 +823,7 @@ def _missing_statistics(X, sample_weight, shift, components, offset, noise_varia
         weight.sum(),
         np.einsum("n,nab->ab", weight, second_rows),
         weighted_values.T @ augmented,
-        (missing * weight[:, np.newaxis]).T @ second_rows.reshape(n_samples, -1),
+        _symmetric_sums(missing * weight[:, np.newaxis], second_rows),
         np.einsum("ij,ij->j", weighted_values, values),
         weight @ log_likelihood,
     )
