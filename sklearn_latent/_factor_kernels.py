@@ -674,19 +674,23 @@ def _zero_filled(values, missing):
     return values
 
 
-def _batched_inverse_positive(matrices):
-    """Inverses and log-determinants of symmetric positive-definite matrices
-    stacked last, (k, k, n): (k, k, n) and (n,).
+def _sweep(matrices, n_pivots):
+    """Gauss-Jordan sweeps of the first ``n_pivots`` pivots of symmetric
+    matrices stacked last, (m, m, n), every matrix at once.
 
-    Gauss-Jordan sweeps on every matrix at once, one pivot at a time: k steps
-    of array operations over contiguous (k, n) slices. NumPy's batched
-    ``inv`` calls LAPACK once per matrix, slower for k ~ 10. Without pivoting
-    this is stable for positive-definite matrices, and the pivots are those
-    of their LDL^T factorisation, which gives the log-determinant.
+    With A the leading (n_pivots, n_pivots) block, positive definite, and
+    [[A, B], [B^T, D]] the matrix, the result is [[-A^-1, A^-1 B],
+    [B^T A^-1, D - B^T A^-1 B]], and the second value is log det A, (n,):
+    the pivots are those of A's LDL^T factorisation. Without pivoting this
+    is stable for positive-definite A; solving for A^-1 B by the sweep, not
+    by multiplying with A^-1, keeps it accurate where B is large and A
+    ill-conditioned. k steps of array operations over contiguous (m, n)
+    slices: NumPy's batched LAPACK calls, one per matrix, cost more for
+    k ~ 10.
     """
     swept = matrices.copy()
     log_det = np.zeros(matrices.shape[-1])
-    for j in range(len(matrices)):
+    for j in range(n_pivots):
         pivot = swept[j, j].copy()
         log_det += np.log(pivot)
         row = swept[j] / pivot
@@ -695,8 +699,7 @@ def _batched_inverse_positive(matrices):
         swept[j] = row
         swept[:, j] = column / pivot
         swept[j, j] = -1.0 / pivot
-    # Sweeping every pivot leaves -A^-1.
-    return np.negative(swept, out=swept), log_det
+    return swept, log_det
 
 
 def _observed_posterior(X, mean, components, noise_variance):
@@ -731,22 +734,26 @@ def _observed_posterior(X, mean, components, noise_variance):
     # the upper triangles (M is symmetric: half the flops of all k^2 entries).
     upper = np.triu_indices(n_components)
     outer = components[upper[0]] * components[upper[1]]
-    precision = np.empty((n_components, n_components, len(X)))
-    precision[upper] = outer @ weighted.T
-    precision[upper[::-1]] = precision[upper]
-    precision[np.arange(n_components), np.arange(n_components)] += 1.0
+    # [[M_i, b_i], [b_i^T, 0]] for every row, rows last: sweeping M_i gives
+    # M_i^-1, the posterior mean M_i^-1 b_i and b_i^T M_i^-1 b_i at once.
+    k = n_components
+    system = np.zeros((k + 1, k + 1, len(X)))
+    system[upper] = outer @ weighted.T
+    system[upper[::-1]] = system[upper]
+    system[np.arange(k), np.arange(k)] += 1.0
     scaled = centred * weighted
-    projected = scaled @ components.T  # b_i, (n, k)
-    covariance, log_det_m = _batched_inverse_positive(precision)
-    covariance = np.moveaxis(covariance, -1, 0)  # (n, k, k), a view
+    projected = components @ scaled.T  # b_i, (k, n)
+    system[:k, k] = system[k, :k] = projected
     with np.errstate(over="ignore", invalid="ignore"):
-        posterior_mean = np.einsum("nab,nb->na", covariance, projected)
+        swept, log_det_m = _sweep(system, k)
         # (x_o - mean_o)^T C_oo^-1 (x_o - mean_o) by Woodbury: at most the
         # first term, so a row where that overflows is infinitely far (as
         # in _log_likelihood_samples: -inf, never NaN).
         first = np.einsum("ij,ij->i", scaled, centred)
-        mahalanobis = first - np.einsum("ij,ij->i", projected, posterior_mean)
+        mahalanobis = first + swept[k, k]
     mahalanobis[np.isinf(first)] = np.inf
+    covariance = -np.moveaxis(swept[:k, :k], -1, 0)  # (n, k, k)
+    posterior_mean = swept[:k, k].T
     log_det = ~missing @ np.log(noise_variance) + log_det_m
     n_observed = n_features - missing.sum(axis=1)
     log_likelihood = -0.5 * (n_observed * LOG_2PI + log_det + mahalanobis)
