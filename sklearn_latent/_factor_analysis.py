@@ -737,8 +737,6 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             else sample_weight.astype(np.float64) @ ~missing
         )
         variance = variance * moments.total_weight / observed_weight
-        if self.noise == "isotropic":
-            variance = np.full_like(variance, variance.mean())
         return _Missing(*moments._replace(X=X), shift=mean, variance=variance)
 
     def _missing_row_bytes(self):
@@ -795,17 +793,28 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             np.vstack([self.components_, self.mean_ - moments.shift]),
             self.noise_variance_,
         )
+        variance = np.maximum(moments.variance, floor)
+        upper = np.full_like(variance, variance.mean()) if isotropic else variance
         theta1 = maximize(sums, theta0)
         sums1, log_likelihood1 = e_step(theta1)
         theta2 = maximize(sums1, theta1)
-        extrapolated = _squarem_extrapolate(
-            theta0, theta1, theta2, floor, np.maximum(moments.variance, floor)
+        extrapolated = _squarem_extrapolate(theta0, theta1, theta2, floor, upper)
+        # Near convergence the extrapolation can leap far out (its length
+        # is |r| / |v|, both at rounding level), to parameters whose
+        # log-likelihood float64 cannot compute: such a leap is not tried.
+        # A model's variance, |w_j|^2 + psi_j, and its mean stay within 10
+        # standard deviations of the observed data's.
+        loadings, noise = extrapolated
+        plausible = (
+            np.all(np.isfinite(loadings))
+            and np.all(np.sum(loadings[:-1] ** 2, axis=0) + noise <= 100 * variance)
+            and np.all(loadings[-1] ** 2 <= 100 * variance)
         )
-        sums_x, log_likelihood = e_step(extrapolated)
-        if log_likelihood >= log_likelihood1:
-            update = maximize(sums_x, extrapolated)
-        else:
-            update = theta2
+        update = theta2
+        if plausible:
+            sums_x, log_likelihood = e_step(extrapolated)
+            if log_likelihood >= log_likelihood1:
+                update = maximize(sums_x, extrapolated)
         self.components_ = update[0][:-1]
         self.mean_ = moments.shift + update[0][-1]
         self.noise_variance_ = update[1]

@@ -36,11 +36,13 @@ def fa_data(n_samples=400, n_features=6, n_components=2, seed=0):
 
 
 def with_missing(X, fraction=0.2, seed=0):
-    """X with entries missing completely at random; no row entirely NaN."""
+    """X with entries missing completely at random; no row or column
+    entirely NaN."""
     rng = np.random.RandomState(seed)
     X = X.copy()
     missing = rng.rand(*X.shape) < fraction
     missing[missing.all(axis=1), 0] = False
+    missing[0, missing.all(axis=0)] = False
     X[missing] = np.nan
     return X
 
