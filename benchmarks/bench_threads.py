@@ -267,7 +267,7 @@ def run(quick=False, options=()):
 def _options(argv):
     """--threads 1,2,4 and --rounds N from argv."""
     thread_counts, rounds = THREADS, None
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in zip(argv, argv[1:], strict=False):
         if flag == "--threads":
             thread_counts = tuple(int(t) for t in value.split(","))
         elif flag == "--rounds":

@@ -518,8 +518,11 @@ def check_scale(X, minimum=None, maximum=None):
     ``minimum`` and ``maximum`` of X, where known, save the reductions.
     """
     fmax = np.finfo(np.float64).max
-    if minimum is None and X.size and X.dtype == np.float64 and (
-        X.flags.c_contiguous or X.flags.f_contiguous
+    if (
+        minimum is None
+        and X.size
+        and X.dtype == np.float64
+        and (X.flags.c_contiguous or X.flags.f_contiguous)
     ):
         # This runs on every fit: one BLAS pass gives the sum of squares,
         # finite only where every value is. With weights of mean one, no

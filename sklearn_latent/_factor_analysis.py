@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._dask import (
@@ -17,19 +18,23 @@ from ._dask import (
     refuse_in_partial_fit,
     sum_over_blocks,
 )
-from ._em import BaseEM
+from ._em import BaseEM, rows_per_chunk
 from ._factor_kernels import (
     _canonical_orientation,
-    _CentredMoments,
     _centred_rows,
+    _CentredMoments,
     _covariance,
     _DenseScatter,
-    _Extremes,
     _extreme_projections,
+    _Extremes,
     _log_likelihood_samples,
     _maximize,
+    _maximize_missing,
     _maximize_profile,
+    _missing_statistics,
     _moment_sums,
+    _observed_mean,
+    _observed_posterior,
     _orthogonal_rotation,
     _posterior_mean,
     _posterior_statistics,
@@ -79,6 +84,28 @@ class _Moments(NamedTuple):
     sample_weight: np.ndarray
 
 
+class _Missing(NamedTuple):
+    """Data with NaN entries: EM passes over X every iteration (see
+    :meth:`EMFactorAnalysis._e_step_missing`). The other fields are those of
+    the mean-imputed data, for the start; ``shift``, the observed mean, is
+    the fixed point the statistics are summed about."""
+
+    total_weight: float
+    mean: np.ndarray
+    scatter: object
+    n_rows: int
+    X: np.ndarray
+    sample_weight: np.ndarray
+    shift: np.ndarray
+    variance: np.ndarray
+
+
+def _has_nan(X):
+    # One reduction, no mask: NaN propagates through min (a sum could
+    # overflow to inf - inf).
+    return X.size > 0 and bool(np.isnan(np.min(X)))
+
+
 class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     """Factor analysis and probabilistic PCA fitted by true EM.
 
@@ -98,6 +125,23 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     crawls (noise variances near zero: Heywood cases), factor analysis
     switches to quasi-Newton steps on the noise with the loadings profiled
     out, as R's ``factanal``, each kept only if it raises the likelihood.
+
+    NaN in X marks a missing entry: ``fit``, ``score_samples``, ``score``
+    and ``transform`` then work with each row's observed entries x_o, whose
+    model is N(mean_o, W_o^T W_o + Psi_o). EM treats the missing entries as
+    latent, like z, and stays exact: the observed-data log-likelihood never
+    decreases. A row's posterior needs only the k x k matrix
+    I + W_o Psi_o^-1 W_o^T, so a row costs O(n_features n_components^2),
+    never a factorisation of its observed block; all rows are handled at
+    once, with no loop over rows. With NaN the scatter no longer summarises
+    the data, so each iteration is a SQUAREM cycle of EM steps that passes
+    over X three times (in row chunks, on every core; no quasi-Newton
+    steps), whatever the shape of X; the start is that of the data with each
+    NaN replaced by its column's observed mean. ``score_samples`` gives
+    log p(x_o), 0 for a row with nothing observed; ``transform`` gives
+    E[z | x_o]. In ``fit``, a row or column with nothing observed is an
+    error, and so is inf anywhere.
+    Without NaN nothing of this runs: results are those of complete data.
 
     It accepts the parameters and gives the attributes of scikit-learn's
     :class:`~sklearn.decomposition.FactorAnalysis`, except ``copy`` (the data
@@ -184,7 +228,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Noise variance of each feature (all equal when isotropic).
 
     mean_ : ndarray of shape (n_features,)
-        Weighted mean of the training data.
+        Weighted mean of the training data (with NaN, the model's mean,
+        estimated jointly with the loadings).
 
     loglike_ : list of float
         Total (weighted) log-likelihood of the training data after each
@@ -234,6 +279,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
       analysis", JRSS B 61, 1999.
     - K. G. Joreskog, "Some contributions to maximum likelihood factor
       analysis", Psychometrika 32, 1967 (the profile likelihood).
+    - D. B. Rubin and D. T. Thayer (above); Z. Ghahramani and M. I. Jordan,
+      "Supervised learning from incomplete data via an EM approach", NIPS
+      1994 (the missing entries as latent variables).
     - R. Varadhan and C. Roland, "Simple and globally convergent methods for
       accelerating the convergence of any EM algorithm", Scand. J. Stat. 35,
       2008.
@@ -253,6 +301,14 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     >>> X_new, Z_new = fa.sample(3)
     >>> X_new.shape, Z_new.shape
     ((3, 6), (3, 2))
+
+    Missing entries are NaN:
+
+    >>> X_missing = X.copy()
+    >>> X_missing[rng.rand(*X.shape) < 0.2] = np.nan
+    >>> fa_missing = EMFactorAnalysis(n_components=2).fit(X_missing)
+    >>> bool(np.isfinite(fa_missing.score(X_missing)))
+    True
     """
 
     _parameter_constraints: dict = {
@@ -266,6 +322,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     }
 
     _structure_names = ("n_components", "noise")
+
+    # NaN in X marks missing entries (see _prepare_missing).
+    _allow_nan = True
 
     # How EM holds the data: the (n_features, n_features) scatter (True) or the
     # centred (n_samples, n_features) rows (False). None: whichever is
@@ -358,9 +417,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         if not first and self._moments_seen is None:
             raise ValueError(
                 "This EMFactorAnalysis was fitted on fewer samples than "
-                "features, which keeps no scatter matrix for partial_fit to add "
-                "to. Fit all the data at once, or start partial_fit on an "
-                "unfitted estimator."
+                "features, or on data with NaN, which keeps no scatter matrix "
+                "for partial_fit to add to. Fit all the data at once, or start "
+                "partial_fit on an unfitted estimator."
             )
         self._check_parameters(X, sample_weight)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -387,6 +446,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _finalize(self, moments):
         del self._n_m_steps, self._profile_maximised
+        if isinstance(moments, _Missing):
+            return self._finalize_missing(moments)
         components = _canonical_orientation(self.components_, self.noise_variance_)
         if moments.X is None:
             # A later batch of partial_fit: the factors keep the orientation
@@ -444,7 +505,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             upper = variance
         return lower, np.maximum(upper, lower)
 
-    def _warn_heywood(self, floor):
+    def _warn_heywood(self, floor, stacklevel=6):
         floored = np.flatnonzero(self.noise_variance_ <= floor)
         if floored.size:
             warnings.warn(
@@ -457,7 +518,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 "check for features that are (nearly) combinations of others, or "
                 "use noise='isotropic'.",
                 UserWarning,
-                stacklevel=6,  # the caller of fit
+                stacklevel=stacklevel,  # the caller of fit
             )
 
     def _n_components(self, n_features):
@@ -486,6 +547,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
         self._profile_maximised = False
         self.n_batch_iter_ = 0
+        if missing is not None:
+            self._moments_seen = None  # no scatter for partial_fit to add to
+            return self._prepare_missing(X, sample_weight, missing)
         n_samples, n_features = X.shape
         dense = self._dense_scatter
         if dense is None:
@@ -524,7 +588,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             sample_weight,
             row_bytes=2 * 8 * X.shape[1],
         )
-        n_rows = X.shape[0] if sample_weight is None else np.count_nonzero(sample_weight)
+        n_rows = (
+            X.shape[0] if sample_weight is None else np.count_nonzero(sample_weight)
+        )
         return _CentredMoments.from_sums(total_weight, first, second, shift, n_rows)
 
     @staticmethod
@@ -534,7 +600,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         shift = checked_block(X[:SHIFT_ROWS].compute()).mean(axis=0, dtype=np.float64)
         seen = sum_over_blocks(_block_moments, X, sample_weight, shift)
         if seen.total_weight == 0:
-            raise ValueError("Sample weights must contain at least one non-zero number.")
+            raise ValueError(
+                "Sample weights must contain at least one non-zero number."
+            )
         return seen
 
     @staticmethod
@@ -611,6 +679,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         )
 
     def _e_step(self, moments):
+        if isinstance(moments, _Missing):
+            return self._e_step_missing(moments)
         ezz, beta_scatter, mean_log_likelihood = _posterior_statistics(
             self.components_, self.noise_variance_, moments.scatter
         )
@@ -632,6 +702,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         at least theta1's; otherwise theta2 is the update. Either way the
         log-likelihood never decreases.
         """
+        if isinstance(statistics[0], _Missing):
+            return self._m_step_missing(statistics)
         moments, ezz, beta_scatter, log_likelihood0 = statistics
         scatter = moments.scatter
         lower, upper = self._noise_bounds(scatter)
@@ -693,6 +765,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ---------------------------------------------------------- inference
     def _score_samples(self, X):
+        if _has_nan(X):
+            return self._observed_posteriors(X)[1]
         return _log_likelihood_samples(
             X, self.mean_, self.components_, self.noise_variance_
         )
@@ -710,16 +784,20 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Samples.
+            Samples; NaN marks a missing entry.
 
         Returns
         -------
         Z : ndarray of shape (n_samples, n_components)
-            (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) for each sample.
+            (I + W Psi^-1 W^T)^-1 W Psi^-1 (x - mean) for each sample; with
+            NaN entries, the same on each row's observed entries (zero for a
+            row with nothing observed).
         """
         return self._map_rows(self._transform, X, self.components_.shape[0])
 
     def _transform(self, X):
+        if _has_nan(X):
+            return self._observed_posteriors(X)[0]
         return _posterior_mean(X, self.mean_, self.components_, self.noise_variance_)
 
     def inverse_transform(self, Z):
@@ -777,6 +855,201 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     @property
     def _n_features_out(self):
         return self.components_.shape[0]
+
+    # ---------------------------------------------------- missing entries
+    def _prepare_missing(self, X, sample_weight, missing):
+        """The summary of data with NaN entries.
+
+        EM iterates over X itself: with entries missing the scatter is no
+        longer a sufficient statistic. The start is that of the data with each
+        NaN replaced by its column's observed (weighted) mean; that copy of X
+        is dropped once its moments are summed. Whatever the shape of X, EM
+        then works row by row, never on an (n_features, n_features) matrix.
+        """
+        with np.errstate(invalid="ignore", divide="ignore"):  # checked below
+            mean = _observed_mean(X, sample_weight)
+        unseen = np.flatnonzero(~np.isfinite(mean))
+        if unseen.size:
+            raise ValueError(
+                f"Column(s) {unseen.tolist()[:10]} of X are observed only in "
+                "rows of zero sample weight: nothing can be learnt about them. "
+                "Drop those columns."
+            )
+        filled = np.where(missing, mean.astype(X.dtype), X)
+        moments = self._prepare(filled, sample_weight)
+        # Each column's variance over its observed entries: the scale of
+        # the SQUAREM steps, and the noise variances' upper bound there.
+        variance = moments.scatter.diagonal
+        observed_weight = (
+            np.count_nonzero(~missing, axis=0)
+            if sample_weight is None
+            else sample_weight.astype(np.float64) @ ~missing
+        )
+        variance = variance * moments.total_weight / observed_weight
+        return _Missing(*moments._replace(X=X), shift=mean, variance=variance)
+
+    def _missing_row_bytes(self):
+        n_components, n_features = self.components_.shape
+        return 8 * (4 * n_features + 4 * (n_components + 1) ** 2)
+
+    def _missing_sums(self, moments, components, offset, noise_variance):
+        """Expected complete-data sums over the rows of X (a pass over X),
+        under the given parameters, summed over row chunks on every core."""
+        return self._sum_over_chunks(
+            partial(
+                _missing_statistics,
+                shift=moments.shift,
+                components=components,
+                offset=offset,
+                noise_variance=noise_variance,
+            ),
+            moments.X,
+            moments.sample_weight,
+            self._missing_row_bytes(),
+        )
+
+    def _e_step_missing(self, moments):
+        sums = self._missing_sums(
+            moments, self.components_, self.mean_ - moments.shift, self.noise_variance_
+        )
+        return (moments, sums), sums[-1] / sums[0]
+
+    def _m_step_missing(self, statistics):
+        """A SQUAREM cycle of exact EM steps, as :meth:`_m_step`'s, on the
+        loadings and mean together: theta0 -> theta1 -> theta2 extrapolated,
+        kept (with one more EM step) only if it scores at least theta1. Each
+        cycle passes over X twice more; the log-likelihood never decreases.
+        (Quasi-Newton steps on the noise need the scatter: none here.)
+        """
+        moments, sums = statistics
+        self._n_m_steps += 1
+        floor, _ = self._noise_bounds(moments.scatter)
+        isotropic = self.noise == "isotropic"
+
+        # theta = ([W; mean - shift], noise): the mean is a loading on a
+        # constant factor (see _missing_statistics).
+        def maximize(sums, theta):
+            *loadings, noise = _maximize_missing(
+                sums, theta[0][:-1], theta[0][-1], theta[1], isotropic, floor
+            )
+            return np.vstack(loadings), noise
+
+        def e_step(theta):
+            sums = self._missing_sums(moments, theta[0][:-1], theta[0][-1], theta[1])
+            return sums, sums[-1] / sums[0]
+
+        theta0 = (
+            np.vstack([self.components_, self.mean_ - moments.shift]),
+            self.noise_variance_,
+        )
+        variance = np.maximum(moments.variance, floor)
+        upper = np.full_like(variance, variance.mean()) if isotropic else variance
+        theta1 = maximize(sums, theta0)
+        sums1, log_likelihood1 = e_step(theta1)
+        theta2 = maximize(sums1, theta1)
+        extrapolated = _squarem_extrapolate(theta0, theta1, theta2, floor, upper)
+        # Near convergence the extrapolation can leap far out (its length
+        # is |r| / |v|, both at rounding level), to parameters whose
+        # log-likelihood float64 cannot compute: such a leap is not tried.
+        # A model's variance, |w_j|^2 + psi_j, and its mean stay within 10
+        # standard deviations of the observed data's.
+        loadings, noise = extrapolated
+        plausible = (
+            np.all(np.isfinite(loadings))
+            and np.all(np.sum(loadings[:-1] ** 2, axis=0) + noise <= 100 * variance)
+            and np.all(loadings[-1] ** 2 <= 100 * variance)
+        )
+        update = theta2
+        if plausible:
+            sums_x, log_likelihood = e_step(extrapolated)
+            if log_likelihood >= log_likelihood1:
+                update = maximize(sums_x, extrapolated)
+        self.components_ = update[0][:-1]
+        self.mean_ = moments.shift + update[0][-1]
+        self.noise_variance_ = update[1]
+
+    def _finalize_missing(self, moments):
+        """As :meth:`_finalize`: the factors' signs are those of the scores
+        with each missing entry at the mean (it adds nothing), and the last
+        log-likelihood is the observed-data one."""
+        components = _canonical_orientation(self.components_, self.noise_variance_)
+        directions = (components / self.noise_variance_).T
+        extremes = np.zeros(len(components))
+        row_bytes = 8 * len(self.mean_)
+        for X, weight in self._chunks(row_bytes, moments.X, moments.sample_weight):
+            filled = np.where(np.isnan(X), self.mean_, X)
+            chunk = _extreme_projections(filled, self.mean_, directions, weight)
+            extremes = np.where(np.abs(chunk) > np.abs(extremes), chunk, extremes)
+        self.components_ = np.where(extremes < 0, -1.0, 1.0)[:, None] * components
+        if self.rotation is not None:
+            self.components_ = _orthogonal_rotation(self.components_, self.rotation)
+        final = self._e_step_missing(moments)[1]
+        if self.lower_bounds_:
+            self.lower_bounds_ = [*self.lower_bounds_[1:], final]
+        self.lower_bound_ = final
+        self.loglike_ = [bound * moments.total_weight for bound in self.lower_bounds_]
+        self._warn_heywood(self._noise_bounds(moments.scatter)[0], stacklevel=7)
+
+    def _observed_posteriors(self, X, covariance=False):
+        """E[z | x_o] (n_samples, n_components) and log p(x_o) (n_samples,)
+        of each row of X with NaN entries, in row chunks; with
+        ``covariance``, also the posterior covariances (n_samples,
+        n_components, n_components)."""
+        n_components = len(self.components_)
+        chunks = [
+            _observed_posterior(
+                X[rows], self.mean_, self.components_, self.noise_variance_
+            )
+            for rows in gen_batches(len(X), rows_per_chunk(self._missing_row_bytes()))
+        ]
+        if not chunks:
+            empty = np.zeros((0, n_components))
+            chunks = [(empty, np.zeros((0, n_components, n_components)), np.zeros(0))]
+        factor_mean, factor_covariance, log_likelihood = (
+            np.concatenate(parts) for parts in zip(*chunks, strict=True)
+        )
+        if covariance:
+            return factor_mean, log_likelihood, factor_covariance
+        return factor_mean, log_likelihood
+
+    def _impute(self, X, sample_posterior=False, random_state=None):
+        """X with each NaN replaced, from the fitted model given the row's
+        observed entries x_o.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Validated float data, NaN where missing.
+        sample_posterior : bool, default=False
+            False: the conditional mean E[x_m | x_o] = mean_m + W_m^T E[z | x_o].
+            True: one draw from the Gaussian p(x_m | x_o): z from its
+            posterior, then mean_m + W_m^T z + noise.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws of ``sample_posterior=True``.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features), X's dtype
+            A new array; the observed entries are X's.
+        """
+        check_is_fitted(self)
+        missing = np.isnan(X)
+        factors, _, covariance = self._observed_posteriors(X, covariance=True)
+        if sample_posterior:
+            rng = check_random_state(random_state)
+            n_samples, n_features = X.shape
+            draws = rng.standard_normal(factors.shape)
+            noise = rng.standard_normal((n_samples, n_features))
+            if len(self.components_):
+                root = np.linalg.cholesky(covariance)
+                factors = factors + np.einsum("nab,nb->na", root, draws)
+            filled = factors @ self.components_ + self.mean_
+            filled += noise * np.sqrt(self.noise_variance_)
+        else:
+            filled = factors @ self.components_ + self.mean_
+        imputed = X.copy()
+        imputed[missing] = filled[missing]
+        return imputed
 
 
 def _block_moments(X, weight, shift):

@@ -123,7 +123,9 @@ class _CentredMoments:
         if total_weight == 0:
             return cls(0.0, shift, np.zeros_like(second), 0)
         offset = first / total_weight
-        return cls(total_weight, shift + offset, second - np.outer(first, offset), n_rows)
+        return cls(
+            total_weight, shift + offset, second - np.outer(first, offset), n_rows
+        )
 
     def __add__(self, other):
         if other.total_weight == 0:
@@ -737,3 +739,223 @@ def _orthogonal_rotation(components, method, tol=1e-6, max_iter=100):
         if previous != 0 and criterion < previous * (1 + tol):
             break
     return (loadings @ rotation).T
+
+
+# -------------------------------------------------------- missing entries
+# With NaN in X the missing entries are latent like z. A row's observed
+# entries o have the marginal N(mean_o, W_o^T W_o + diag(psi_o)); its
+# posterior of z needs only M_i = I + W_o diag(psi_o)^-1 W_o^T, a k x k
+# matrix: O(d k^2) a row, and all rows at once are one matrix product.
+def _zero_filled(values, missing):
+    """``values`` with the ``missing`` entries set to 0, in place (np.where
+    costs ~3x more)."""
+    np.copyto(values, 0.0, where=missing)
+    return values
+
+
+def _sweep(matrices, n_pivots):
+    """Gauss-Jordan sweeps of the first ``n_pivots`` pivots of symmetric
+    matrices stacked last, (m, m, n), every matrix at once.
+
+    With A the leading (n_pivots, n_pivots) block, positive definite, and
+    [[A, B], [B^T, D]] the matrix, the result is [[-A^-1, A^-1 B],
+    [B^T A^-1, D - B^T A^-1 B]], and the second value is log det A, (n,):
+    the pivots are those of A's LDL^T factorisation. Without pivoting this
+    is stable for positive-definite A; solving for A^-1 B by the sweep, not
+    by multiplying with A^-1, keeps it accurate where B is large and A
+    ill-conditioned. k steps of array operations over contiguous (m, n)
+    slices: NumPy's batched LAPACK calls, one per matrix, cost more for
+    k ~ 10.
+    """
+    swept = matrices.copy()
+    log_det = np.zeros(matrices.shape[-1])
+    for j in range(n_pivots):
+        pivot = swept[j, j].copy()
+        log_det += np.log(pivot)
+        row = swept[j] / pivot
+        column = swept[:, j].copy()
+        swept -= column[:, np.newaxis, :] * row[np.newaxis, :, :]
+        swept[j] = row
+        swept[:, j] = column / pivot
+        swept[j, j] = -1.0 / pivot
+    return swept, log_det
+
+
+def _observed_posterior(X, mean, components, noise_variance):
+    """Posterior of z given each row's observed (non-NaN) entries.
+
+    With o_i the observed entries of row i and
+    M_i = I + sum_{j in o_i} w_j w_j^T / psi_j, the posterior is
+    N(M_i^-1 b_i, M_i^-1), b_i = sum_{j in o_i} w_j (x_ij - mean_j) / psi_j.
+    log p(x_o) follows from the determinant lemma and Woodbury's identity on
+    the observed block. A row with nothing observed has the prior as
+    posterior and log-likelihood 0.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), NaN where missing
+    mean : ndarray of shape (n_features,)
+    components : ndarray of shape (n_components, n_features)
+    noise_variance : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    posterior_mean : ndarray of shape (n_samples, n_components)
+    posterior_covariance : ndarray of shape (n_samples, n_components, n_components)
+    log_likelihood : ndarray of shape (n_samples,)
+        log p(x_o) of each row.
+    """
+    n_components, n_features = components.shape
+    missing = np.isnan(X)
+    centred = _zero_filled(X - mean, missing)
+    weighted = ~missing / noise_variance  # 1/psi_j where observed, else 0
+    # M_i for every row, rows last: one (k(k+1)/2, d) x (d, n) product for
+    # the upper triangles (M is symmetric: half the flops of all k^2 entries).
+    upper = np.triu_indices(n_components)
+    outer = components[upper[0]] * components[upper[1]]
+    # [[M_i, b_i], [b_i^T, 0]] for every row, rows last: sweeping M_i gives
+    # M_i^-1, the posterior mean M_i^-1 b_i and b_i^T M_i^-1 b_i at once.
+    k = n_components
+    system = np.zeros((k + 1, k + 1, len(X)))
+    system[upper] = outer @ weighted.T
+    system[upper[::-1]] = system[upper]
+    system[np.arange(k), np.arange(k)] += 1.0
+    scaled = centred * weighted
+    projected = components @ scaled.T  # b_i, (k, n)
+    system[:k, k] = system[k, :k] = projected
+    with np.errstate(over="ignore", invalid="ignore"):
+        swept, log_det_m = _sweep(system, k)
+        # (x_o - mean_o)^T C_oo^-1 (x_o - mean_o) by Woodbury: at most the
+        # first term, so a row where that overflows is infinitely far (as
+        # in _log_likelihood_samples: -inf, never NaN).
+        first = np.einsum("ij,ij->i", scaled, centred)
+        mahalanobis = first + swept[k, k]
+    mahalanobis[np.isinf(first)] = np.inf
+    covariance = -np.moveaxis(swept[:k, :k], -1, 0)  # (n, k, k)
+    posterior_mean = swept[:k, k].T
+    log_det = ~missing @ np.log(noise_variance) + log_det_m
+    n_observed = n_features - missing.sum(axis=1)
+    log_likelihood = -0.5 * (n_observed * LOG_2PI + log_det + mahalanobis)
+    return posterior_mean, covariance, log_likelihood
+
+
+def _symmetric_sums(coefficients, matrices):
+    """coefficients^T @ matrices for symmetric matrices (n, m, m): shape
+    (n_features, m * m), from their upper triangles only (half the flops).
+
+    ``coefficients`` has shape (n, n_features).
+    """
+    size = matrices.shape[1]
+    upper = np.triu_indices(size)
+    sums = np.empty((coefficients.shape[1], size, size))
+    sums[:, upper[0], upper[1]] = coefficients.T @ matrices[:, upper[0], upper[1]]
+    sums[:, upper[1], upper[0]] = sums[:, upper[0], upper[1]]
+    return sums.reshape(len(sums), -1)
+
+
+def _missing_statistics(X, sample_weight, shift, components, offset, noise_variance):
+    """Expected complete-data sums of one chunk of rows with NaN entries.
+
+    The mean is a loading on a constant factor: with z~ = (z, 1) and
+    W~ = [W; offset] (offset = mean - shift), feature j is regressed on z~.
+    For observed x_ij, E[z~ x_ij] = E[z~] x_ij; for missing x_ij,
+    E[z~ x_ij] = E[z~ z~^T] w~_j and E[x_ij^2] = w~_j^T E[z~ z~^T] w~_j + psi_j
+    (x_ij given z and x_o is w~_j^T z~ plus independent noise), all under the
+    current parameters. The sums of E[z~ z~^T] over the rows where feature j
+    is missing, ``missing_second``, give both terms of the M-step.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), NaN where missing
+    sample_weight : ndarray of shape (n_samples,) or None
+    shift : ndarray of shape (n_features,)
+        Fixed point the data are taken about (for precision).
+    components : ndarray of shape (n_components, n_features)
+    offset : ndarray of shape (n_features,)
+        The current mean minus ``shift``.
+    noise_variance : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    total_weight : float
+    second : ndarray of shape (k + 1, k + 1)
+        Sum of w E[z~ z~^T].
+    observed_first : ndarray of shape (n_features, k + 1)
+        Sum over observed entries of w (x_ij - shift_j) E[z~].
+    missing_second : ndarray of shape (n_features, (k + 1)^2)
+        Sum over the rows where feature j is missing of w E[z~ z~^T], flat.
+    observed_squares : ndarray of shape (n_features,)
+        Sum over observed entries of w (x_ij - shift_j)^2.
+    log_likelihood : float
+        Sum of w log p(x_o).
+    """
+    n_samples = len(X)
+    shifted = X - shift
+    weight = (
+        np.ones(n_samples)
+        if sample_weight is None
+        else sample_weight.astype(np.float64)
+    )
+    factor_mean, factor_covariance, log_likelihood = _observed_posterior(
+        shifted, offset, components, noise_variance
+    )
+    augmented = np.hstack([factor_mean, np.ones((n_samples, 1))])  # E[z~]
+    second_rows = augmented[:, :, np.newaxis] * augmented[:, np.newaxis, :]
+    second_rows[:, :-1, :-1] += factor_covariance  # E[z~ z~^T] per row
+    missing = np.isnan(shifted)
+    values = _zero_filled(shifted, missing)
+    weighted_values = values * weight[:, np.newaxis]
+    return (
+        weight.sum(),
+        np.einsum("n,nab->ab", weight, second_rows),
+        weighted_values.T @ augmented,
+        _symmetric_sums(missing * weight[:, np.newaxis], second_rows),
+        np.einsum("ij,ij->j", weighted_values, values),
+        weight @ log_likelihood,
+    )
+
+
+def _maximize_missing(statistics, components, offset, noise_variance, isotropic, floor):
+    """M-step from the sums of :func:`_missing_statistics`.
+
+    W~ = [W; offset] is the regression of the features on z~ = (z, 1):
+    W~ = (sum E[z~ z~^T])^-1 B with B_j = sum E[z~ x_ij], and
+    psi_j = (sum E[x_ij^2] - w~_j^T B_j) / total weight, floored (as in
+    :func:`_maximize`). ``components``, ``offset`` and ``noise_variance`` are
+    the parameters the statistics were computed under.
+
+    Returns
+    -------
+    components : ndarray of shape (n_components, n_features)
+    offset : ndarray of shape (n_features,)
+    noise_variance : ndarray of shape (n_features,)
+    """
+    total_weight, second, observed_first, missing_second, observed_squares, _ = (
+        statistics
+    )
+    n_features = len(noise_variance)
+    size = len(second)
+    missing_second = missing_second.reshape(n_features, size, size)
+    old = np.vstack([components, offset])  # W~, (k + 1, n_features)
+    cross = observed_first + np.einsum("jab,bj->ja", missing_second, old)  # B
+    new = _inverse_positive(second) @ cross.T
+    squares = (
+        observed_squares
+        + np.einsum("aj,jab,bj->j", old, missing_second, old)
+        + noise_variance * missing_second[:, -1, -1]  # weight missing in j
+    )
+    noise = (squares - np.sum(new * cross.T, axis=0)) / total_weight
+    if isotropic:
+        noise = np.full_like(noise, noise.mean())
+    return new[:-1], new[-1], np.maximum(noise, floor)
+
+
+def _observed_mean(X, sample_weight):
+    """Weighted mean of each column's observed entries, shape (n_features,)."""
+    observed = ~np.isnan(X)
+    weight = (
+        observed
+        if sample_weight is None
+        else observed * sample_weight.astype(np.float64)[:, np.newaxis]
+    )
+    return np.sum(np.where(observed, X, 0.0) * weight, axis=0) / weight.sum(axis=0)

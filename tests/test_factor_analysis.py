@@ -25,12 +25,12 @@ from sklearn_latent import EMFactorAnalysis
 from sklearn_latent._factor_kernels import (
     _canonical_orientation,
     _centred_rows,
+    _CentredMoments,
     _covariance,
     _DenseScatter,
     _extreme_projections,
     _log_likelihood_samples,
     _maximize,
-    _CentredMoments,
     _moment_sums,
     _orthogonal_rotation,
     _posterior_mean,
@@ -127,7 +127,8 @@ def test_moments_of_parts_add_up_to_those_of_the_whole(offset):
     whole = moments_of(X, weight, X[0])
     cuts = [0, 3, 250, 251, 400, 500]
     parts = [
-        moments_of(X[a:b], weight[a:b], X[a]) for a, b in zip(cuts, cuts[1:])
+        moments_of(X[a:b], weight[a:b], X[a])
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
     ]
     total = parts[0]
     for part in parts[1:]:
@@ -522,9 +523,14 @@ def test_errors_are_clear():
         EMFactorAnalysis(5).fit(X)
     with pytest.raises(ValueError, match="minimum of 2 is required"):
         EMFactorAnalysis(1).fit(X[:1])
+    # NaN marks a missing entry (tests/test_factor_analysis_missing.py); a
+    # row with nothing observed, or inf, is an error.
     X_nan = X.copy()
-    X_nan[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    X_nan[0] = np.nan
+    with pytest.raises(ValueError, match="entirely NaN"):
+        EMFactorAnalysis(1).fit(X_nan)
+    X_nan[0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
         EMFactorAnalysis(1).fit(X_nan)
     with pytest.raises(ValueError, match="one positive variance per feature"):
         EMFactorAnalysis(1, noise_variance_init=[1.0, 1.0]).fit(X)
