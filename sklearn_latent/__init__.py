@@ -11,7 +11,7 @@ from ._factor_analysis import EMFactorAnalysis
 from ._gaussian_mixture import EMGaussianMixture
 from ._impute import LatentImputer
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["EMGaussianMixture", "EMFactorAnalysis", "LatentImputer", "VAEEstimator"]
 
 
