@@ -13,6 +13,7 @@ from operator import add
 
 import numpy as np
 from sklearn.utils import check_array
+from sklearn.utils.random import sample_without_replacement
 
 from ._utils import check_sample_weight
 
@@ -247,6 +248,10 @@ def sample_rows(X, sample_weight, n_rows, random_state):
     if n_samples <= n_rows:
         rows = slice(None)
     else:
-        rows = np.sort(random_state.choice(n_samples, n_rows, replace=False))
+        # O(n_rows) memory: RandomState.choice without replacement would
+        # permute all n_samples indices on the client.
+        rows = np.sort(
+            sample_without_replacement(n_samples, n_rows, random_state=random_state)
+        )
     weight = None if sample_weight is None else sample_weight[rows]
     return dask.compute(X[rows], weight)

@@ -282,3 +282,20 @@ def test_factor_analysis_partial_fit_with_incremental():
     assert_allclose(
         model.estimator_.get_covariance(), whole.get_covariance(), rtol=1e-4
     )
+
+
+def test_a_sample_of_rows_costs_the_client_memory_of_the_sample_only():
+    import tracemalloc
+
+    from sklearn_latent._dask import sample_rows
+
+    # 100,000,000 rows: permuting their indices alone would take 800 MB.
+    X = da.zeros((100_000_000, 1), chunks=(20_000_000, 1))
+    tracemalloc.start()
+    try:
+        rows, weight = sample_rows(X, None, 1000, np.random.RandomState(0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows.shape == (1000, 1) and weight is None
+    assert peak < 100 * 2**20, peak  # 15 MB measured; 763 MB before
