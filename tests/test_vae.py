@@ -594,3 +594,16 @@ def test_partial_fit_refuses_other_features_and_leaves_the_model(X):
     fitted.partial_fit(X)
     assert fitted.n_iter_ == n_iter + 1
     assert abs(fitted.score(X) - score) < 1.0
+
+
+def test_partial_fit_over_chunks_of_a_memory_mapped_file(X, tmp_path):
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    from_disk, in_memory = VAEEstimator(**SMALL), VAEEstimator(**SMALL)
+    for start in range(0, len(X), 40):
+        from_disk.partial_fit(mapped[start : start + 40])
+        in_memory.partial_fit(X[start : start + 40])
+    # Read-only memory-mapped batches train exactly as arrays in memory.
+    for a, b in zip(parameters(from_disk), parameters(in_memory), strict=True):
+        assert torch.equal(a, b)
+    assert np.isfinite(from_disk.score(X))
