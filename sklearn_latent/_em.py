@@ -31,7 +31,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._dask import check_dask_array, check_dask_weight, is_dask_array, map_rows
+from ._dask import (
+    check_dask_array,
+    check_dask_weight,
+    is_dask_array,
+    map_rows,
+    refuse_in_partial_fit,
+)
 from ._progress import ProgressLine
 from ._utils import (
     Interval,
@@ -210,6 +216,19 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if sample_weight is not None:
             sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
         return X, sample_weight, missing
+
+    def _validated_batch(self, X, sample_weight):
+        """A batch of partial_fit checked: (first, X, sample_weight, missing),
+        ``first`` where no model is fitted yet (the batch then starts one)."""
+        refuse_in_partial_fit(X)
+        first = not hasattr(self, "converged_")
+        return first, *self._validated(
+            X,
+            sample_weight,
+            reset=first,
+            hint="partial_fit continues the fitted model: every batch must have "
+            "the features of the first.",
+        )
 
     def _fit(self, X, sample_weight):
         do_init = not (self.warm_start and hasattr(self, "converged_"))

@@ -15,7 +15,6 @@ from ._dask import (
     checked_block,
     checked_weight,
     is_dask_array,
-    refuse_in_partial_fit,
     sum_over_blocks,
 )
 from ._em import BaseEM, rows_per_chunk
@@ -399,15 +398,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             return self._partial_fit(X, sample_weight)
 
     def _partial_fit(self, X, sample_weight):
-        refuse_in_partial_fit(X)
-        first = not hasattr(self, "converged_")
-        X, sample_weight, missing = self._validated(
-            X,
-            sample_weight,
-            reset=first,
-            hint="partial_fit continues the fitted model: every batch must have "
-            "the features of the first.",
-        )
+        first, X, sample_weight, missing = self._validated_batch(X, sample_weight)
         if missing is not None:
             raise ValueError(
                 "EMFactorAnalysis.partial_fit accumulates the mean and scatter "

@@ -14,7 +14,6 @@ from . import _gaussian_kernels as gk
 from ._dask import (
     checked_block,
     is_dask_array,
-    refuse_in_partial_fit,
     sample_rows,
     sum_over_blocks,
     summarise,
@@ -671,15 +670,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             return self._partial_fit(X, sample_weight)
 
     def _partial_fit(self, X, sample_weight):
-        refuse_in_partial_fit(X)
-        first = not hasattr(self, "converged_")
-        X, sample_weight, missing = self._validated(
-            X,
-            sample_weight,
-            reset=first,
-            hint="partial_fit continues the fitted model: every batch must have "
-            "the features of the first.",
-        )
+        first, X, sample_weight, missing = self._validated_batch(X, sample_weight)
         if first:
             self._check_parameters(X, sample_weight)
             data = self._prepare(X, sample_weight, missing)
