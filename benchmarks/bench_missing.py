@@ -50,7 +50,7 @@ def iterations(X, start, n_iter):
 
 
 def run(quick=False):
-    n_samples, n_iter, repeats = (20_000, 2, 3) if quick else (100_000, 3, 5)
+    n_samples, n_iter, repeats = (20_000, 2, 3) if quick else (100_000, 3, 9)
     n_features, n_components = 20, 5
     X, X_nan = make_data(n_samples, n_features, n_components)
     with warnings.catch_warnings():

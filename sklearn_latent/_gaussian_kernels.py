@@ -29,6 +29,7 @@ every second-order row is a product of two contiguous rows.
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg.lapack import dtrtri
@@ -717,11 +718,33 @@ class MissingModel:
             self.log_det = None
 
 
-def missing_log_prob(model, X, idx):
+class MissingRows(NamedTuple):
+    """Rows with NaN as every E-step reads them, prepared once per fit.
+
+    ``X`` (n, d) float64 with NaN where missing, ``missing`` its mask,
+    ``cells`` the flat indices of the missing entries (row-major: each
+    row's in order) and ``n_observed`` (n,) each row's count of the others.
+    """
+
+    X: np.ndarray
+    missing: np.ndarray
+    cells: np.ndarray
+    n_observed: np.ndarray
+
+
+def missing_rows(X):
+    """:class:`MissingRows` of the rows X (n, d)."""
+    X = np.asarray(X, dtype=np.float64)
+    missing = np.isnan(X)
+    n_observed = X.shape[1] - np.count_nonzero(missing, axis=1)
+    return MissingRows(X, missing, np.flatnonzero(missing), n_observed)
+
+
+def missing_log_prob(model, rows, idx):
     """log(weight_k p(x_o | k)) of rows with missing entries, and the
     conditional moments of their missing entries.
 
-    X (n, d) float64 with NaN where missing; ``idx`` (G, m) the missing
+    ``rows`` the :class:`MissingRows` of the rows; ``idx`` (G, m) the missing
     columns of each row (G = n) or of every row (G = 1), as
     :func:`missing_groups` gives them (ignored for diagonal structures).
     Returns ``log_prob`` (K, n); ``Y`` (K, n, d): x - mu_k with the missing
@@ -729,11 +752,9 @@ def missing_log_prob(model, X, idx):
     covariances: (m, m, G, K or 1) for dense structures, (K, d) variances
     for diagonal ones. A row with nothing observed gets log weight_k.
     """
-    K, (n, d) = len(model.means), X.shape
-    missing = np.isnan(X)
-    n_observed = d - np.count_nonzero(missing, axis=1)
-    cells = np.flatnonzero(missing)  # row-major: each row's m cells in order
-    Y = X - model.means[:, np.newaxis]
+    K, (n, d) = len(model.means), rows.X.shape
+    missing, cells, n_observed = rows.missing, rows.cells, rows.n_observed
+    Y = rows.X - model.means[:, np.newaxis]
     Y.reshape(K, n * d)[:, cells] = 0.0
     if model.dense:
         Z = Y @ model.P
@@ -779,11 +800,14 @@ def missing_statistics(model, Y, C, idx, resp, missing):
     structures, (K, d) diagonals for diagonal ones. ``missing`` (n, d)."""
     K, n, d = Y.shape
     counts = resp.sum(axis=1)
-    first = np.einsum("kn,knd->kd", resp, Y)
+    first = (resp[:, np.newaxis] @ Y)[:, 0]
     if not model.dense:
         second = np.einsum("kn,knd->kd", resp, Y * Y) + (resp @ missing) * C
         return counts, first, second
-    second = (Y * resp[:, :, np.newaxis]).transpose(0, 2, 1) @ Y
+    # As V^T V, which numpy hands to BLAS's syrk: several times faster than
+    # the product of two different operands (Y r)^T Y.
+    V = Y * np.sqrt(resp)[:, :, np.newaxis]
+    second = V.transpose(0, 2, 1) @ V
     m = idx.shape[1]
     if m and len(idx) == 1:
         second[:, idx[0][:, np.newaxis], idx[0]] += (C[:, :, 0] * counts).transpose(

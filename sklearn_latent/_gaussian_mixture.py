@@ -355,15 +355,20 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             X.shape[0] if sample_weight is None else np.sum(sample_weight)
         )
         extent = float(np.nanmax(np.abs(X)))
-        tasks = []
         if self._cov in (gk.Full, gk.Tied):
-            for rows, idx in gk.missing_groups(missing):
-                step = rows_per_chunk(self._missing_row_bytes(X, idx.shape[1]))
-                for chunk in gen_batches(len(rows), step):
-                    tasks.append((rows[chunk], idx if len(idx) == 1 else idx[chunk]))
+            tasks = [
+                (rows[chunk], idx if len(idx) == 1 else idx[chunk])
+                for rows, idx in gk.missing_groups(missing)
+                for chunk in gen_batches(
+                    len(rows), rows_per_chunk(self._missing_row_bytes(X, idx.shape[1]))
+                )
+            ]
         else:
             step = rows_per_chunk(self._missing_row_bytes(X, 0))
             tasks = [(rows, None) for rows in gen_batches(len(X), step)]
+        # Each chunk's rows are gathered and their NaN indexed once, not at
+        # every E-step: a float64 copy of X in the chunks' order.
+        tasks = [(rows, idx, gk.missing_rows(X[rows])) for rows, idx in tasks]
         # The shift and radius of the complete-data path are unused: extent
         # alone (the largest |x|) is kept, for the collapse floor.
         shift = np.zeros(X.shape[1])
@@ -592,20 +597,18 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         """The E-step over rows with missing entries: the statistics add the
         conditional moments of the missing entries (gk.missing_statistics)."""
         model = gk.MissingModel(self._cov, *self._float64_parameters())
-        X, sample_weight, missing = data.X, data.sample_weight, data.missing.mask
+        sample_weight = data.sample_weight
 
         def statistics(task):
-            rows, idx = task
-            log_prob, Y, C = gk.missing_log_prob(
-                model, X[rows].astype(np.float64, copy=False), idx
-            )
+            rows, idx, prepared = task
+            log_prob, Y, C = gk.missing_log_prob(model, prepared, idx)
             resp, log_norm = gk.log_normalize(log_prob)
             if sample_weight is None:
                 log_likelihood = log_norm.sum()
             else:
                 log_likelihood = log_norm @ sample_weight[rows]
                 resp *= sample_weight[rows]
-            sums = gk.missing_statistics(model, Y, C, idx, resp, missing[rows])
+            sums = gk.missing_statistics(model, Y, C, idx, resp, prepared.missing)
             return *sums, log_likelihood
 
         total = None
@@ -1023,9 +1026,10 @@ def _blocks_in_memory(X, sample_weight):
 
 @dataclass
 class _Missing:
-    """Rows with missing entries: the NaN mask and the groups of rows the
-    E-step runs over ((rows, idx) chunks, see gk.missing_groups; idx is None
-    for diagonal structures); ``init`` is the data the start is drawn from."""
+    """Rows with missing entries: the NaN mask and the chunks of rows the
+    E-step runs over, (rows, idx, gk.MissingRows) (see gk.missing_groups;
+    idx is None for diagonal structures); ``init`` is the data the start is
+    drawn from."""
 
     mask: np.ndarray
     tasks: list
@@ -1041,7 +1045,7 @@ def _missing_parts(model, X):
     else:
         groups = [(np.arange(len(X)), None)]
     for rows, idx in groups:
-        yield rows, idx, *gk.missing_log_prob(model, X[rows], idx)
+        yield rows, idx, *gk.missing_log_prob(model, gk.missing_rows(X[rows]), idx)
 
 
 def _conditional_noise(model, C, idx, k, shape, rng):
