@@ -44,7 +44,7 @@ from ._factor_kernels import (
     _squarem_extrapolate,
     _ThinScatter,
 )
-from ._utils import Interval, StrOptions, restored_on_error
+from ._utils import Interval, StrOptions, one_blas_thread, restored_on_error
 
 # Smallest noise variance of a feature, relative to its variance: a feature
 # that reaches it is explained without noise (a Heywood case). Bounding
@@ -668,6 +668,14 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         return _maximize_profile(
             noise_variance, scatter, n_components, lower, upper, self.tol, self.max_iter
         )
+
+    def _iterate(self, data):
+        # On a small scatter BLAS runs one thread (see SMALL_SCATTER); with
+        # NaN, the iterations pass over the rows on every core.
+        if isinstance(data, _Missing) or not data.scatter.small:
+            return super()._iterate(data)
+        with one_blas_thread():
+            return super()._iterate(data)
 
     def _e_step(self, moments):
         if isinstance(moments, _Missing):

@@ -36,6 +36,12 @@ EXACT_GRAM_ROWS = 30
 # features: there a whole eigh costs less than randomized_svd's products
 # and Python overhead (about 5 ms a start at 25 features).
 EXACT_EIGEN_FEATURES = 10
+# A scatter whose iterations read at most SMALL_SCATTER^2 numbers (a dense
+# one of at most SMALL_SCATTER features) is "small": its iterations are many
+# factorisations too small to share between BLAS threads, and waking the
+# threads for each costs more than the work (1000 x 50, k=35 on 2 cores:
+# 0.85 s a fit with two BLAS threads, 0.06 s with one).
+SMALL_SCATTER = 256
 
 
 # ------------------------------------------------------- data statistics
@@ -207,6 +213,7 @@ class _DenseScatter:
     def __init__(self, matrix):
         self.matrix = matrix
         self.diagonal = np.diag(matrix).copy()
+        self.small = len(matrix) <= SMALL_SCATTER
 
     def __matmul__(self, other):
         return self.matrix @ other
@@ -240,6 +247,7 @@ class _ThinScatter:
     def __init__(self, rows):
         self.rows = rows
         self.diagonal = np.einsum("ij,ij->j", rows, rows)
+        self.small = rows.size <= SMALL_SCATTER**2
 
     def __matmul__(self, other):
         return self.rows.T @ (self.rows @ other)

@@ -43,6 +43,7 @@ __all__ = [
     "get_chunk_n_rows",
     "map_in_order",
     "n_threads",
+    "one_blas_thread",
     "restored_on_error",
 ]
 
@@ -126,6 +127,11 @@ def n_threads():
     return max(threads, 1)
 
 
+def one_blas_thread():
+    """A context in which BLAS runs on one thread (threadpoolctl)."""
+    return _threadpools().limit(limits=1, user_api="blas")
+
+
 def map_in_order(func, items, threads=None):
     """Yield ``func(item)`` for each item, in order, computed on ``threads``
     threads (default :func:`n_threads`).
@@ -137,11 +143,11 @@ def map_in_order(func, items, threads=None):
     """
     threads = n_threads() if threads is None else threads
     if threads == 1 or len(items) < 2:
-        with _threadpools().limit(limits=1, user_api="blas"):
+        with one_blas_thread():
             yield from map(func, items)
         return
     with (
-        _threadpools().limit(limits=1, user_api="blas"),
+        one_blas_thread(),
         ThreadPoolExecutor(min(threads, len(items))) as pool,
     ):
         yield from pool.map(func, items)

@@ -23,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 import sklearn_latent._factor_analysis as fa_module
 from sklearn_latent import EMFactorAnalysis
 from sklearn_latent._factor_kernels import (
+    SMALL_SCATTER,
     _canonical_orientation,
     _centred_rows,
     _CentredMoments,
@@ -1111,3 +1112,36 @@ def test_partial_fit_over_chunks_of_a_memory_mapped_file(tmp_path):
     for start in range(0, len(mapped), 700):
         quietly(fa.partial_fit, mapped[start : start + 700])
     assert_same_model(fa, fit_of_all(X), X)
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_features, small",
+    [(300, 40, True), (300, SMALL_SCATTER + 1, False), (40, 2000, False)],
+)
+def test_iterations_on_a_small_scatter_run_blas_on_one_thread(
+    n_samples, n_features, small, monkeypatch
+):
+    # Each iteration on a small scatter is many tiny factorisations: BLAS
+    # threads cost more to wake than they save there. Large scatters (dense or
+    # thin) keep every BLAS thread.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+
+    def blas_threads():
+        return max(
+            i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+        )
+
+    def recorded(self, moments):
+        seen.append(blas_threads())
+        return e_step(self, moments)
+
+    e_step = EMFactorAnalysis._e_step
+    monkeypatch.setattr(EMFactorAnalysis, "_e_step", recorded)
+    X, _ = fa_data(n_samples, n_features=n_features, n_components=3, seed=3)
+    with threadpool_limits(2, user_api="blas"):
+        outside = blas_threads()
+        quiet_fit(EMFactorAnalysis(3, max_iter=3), X)
+    assert seen and outside == 2
+    assert set(seen) == ({1} if small else {2})
