@@ -1142,6 +1142,8 @@ def test_iterations_on_a_small_scatter_run_blas_on_one_thread(
     X, _ = fa_data(n_samples, n_features=n_features, n_components=3, seed=3)
     with threadpool_limits(2, user_api="blas"):
         outside = blas_threads()
+        if outside < 2:
+            pytest.skip("BLAS runs one thread here")
         quiet_fit(EMFactorAnalysis(3, max_iter=3), X)
-    assert seen and outside == 2
-    assert set(seen) == ({1} if small else {2})
+    assert seen
+    assert set(seen) == ({1} if small else {outside})
