@@ -58,6 +58,10 @@ DEGENERATE_UNIQUENESS = 1e-4
 # EM (SQUAREM) cycles before quasi-Newton steps join: well-conditioned fits
 # converge within them at O(d^2 k) a cycle.
 SQUAREM_FIRST = 5
+# SQUAREM cycles after a quasi-Newton run that converged, before another
+# run: there the parameters are at the maximum up to L-BFGS-B's tolerance,
+# and cheap cycles finish, where each run would cost as much as the first.
+SQUAREM_AFTER = 1
 # Quasi-Newton steps on the noise cost a full eigendecomposition, O(d^3), against
 # an EM step's O(d^2 k): beyond this many features EM (SQUAREM) works alone.
 QUASI_NEWTON_MAX_FEATURES = 500
@@ -418,8 +422,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             seen = batch if first else self._moments_seen + batch
             scatter = _DenseScatter(seen.scatter)
         self._check_moments(X, seen.total_weight, seen.mean, scatter)
-        self._moments_seen, self._n_m_steps = seen, 0
-        self._profile_maximised = False
+        self._moments_seen, self._squarem_left = seen, SQUAREM_FIRST
         # The first batch gives the factors their signs, later ones none.
         moments = _Moments(
             seen.total_weight,
@@ -436,7 +439,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         return self
 
     def _finalize(self, moments):
-        del self._n_m_steps, self._profile_maximised
+        del self._squarem_left
         if isinstance(moments, _Missing):
             return self._finalize_missing(moments)
         components = _canonical_orientation(self.components_, self.noise_variance_)
@@ -535,8 +538,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 )
 
     def _prepare(self, X, sample_weight, missing=None):
-        self._n_m_steps = 0  # of this fit; SQUAREM alone for the first ones
-        self._profile_maximised = False
+        self._squarem_left = SQUAREM_FIRST  # cycles before quasi-Newton runs
         self.n_batch_iter_ = 0
         if missing is not None:
             self._moments_seen = None  # no scatter for partial_fit to add to
@@ -693,7 +695,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         (L-BFGS-B, as R's ``factanal``): EM alone crawls where noise variances
         approach zero (Heywood cases). The result, the best loadings for the
         new noise, is the update if it raises the likelihood (the step is then
-        an ECME-like step that maximises the likelihood itself).
+        an ECME-like step that maximises the likelihood itself). After a run
+        that converged, ``SQUAREM_AFTER`` cycles come before the next one.
 
         Otherwise (and for probabilistic PCA) one SQUAREM cycle from theta0
         extrapolates two EM steps theta0 -> theta1 -> theta2 to theta';
@@ -713,17 +716,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             floor=lower,
         )
         self.mean_ = moments.mean
-        self._n_m_steps += 1
         n_components, n_features = self.components_.shape
-        # Right after a quasi-Newton run that converged, the parameters are at
-        # the maximum: a cheap SQUAREM cycle confirms it, where another run
-        # would cost as much as the first.
-        maximised, self._profile_maximised = self._profile_maximised, False
-        if (
-            self._n_m_steps > SQUAREM_FIRST
-            and self._quasi_newton(n_features)
-            and not maximised
-        ):
+        if self._squarem_left == 0 and self._quasi_newton(n_features):
             noise, converged = self._maximize_noise(
                 scatter, n_components, self.noise_variance_
             )
@@ -734,8 +728,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             # Kept only if better, by the very function the next E-step uses.
             if log_likelihood > log_likelihood0:
                 self.components_, self.noise_variance_ = components, noise
-                self._profile_maximised = converged
+                self._squarem_left = SQUAREM_AFTER if converged else 0
                 return
+        self._squarem_left = max(self._squarem_left - 1, 0)
 
         theta0 = (self.components_, self.noise_variance_)
         theta1 = maximize(ezz, beta_scatter)
@@ -921,7 +916,6 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         (Quasi-Newton steps on the noise need the scatter: none here.)
         """
         moments, sums = statistics
-        self._n_m_steps += 1
         floor, _ = self._noise_bounds(moments.scatter)
         isotropic = self.noise == "isotropic"
 
