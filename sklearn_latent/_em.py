@@ -55,15 +55,19 @@ from ._utils import (
 MAX_CHUNK_ROWS = 2048
 
 
-def rows_per_chunk(row_bytes):
+def rows_per_chunk(row_bytes, cache_bytes=None):
     """Rows per chunk of a pass over rows needing ``row_bytes`` of temporaries
     a row: one chunk in flight on every core fits in scikit-learn's
-    ``working_memory``, and at most ``MAX_CHUNK_ROWS``.
+    ``working_memory``, and at most ``MAX_CHUNK_ROWS``; with ``cache_bytes``,
+    one chunk's temporaries also fit in that many bytes (at least one row).
 
     The size depends on the machine, not on how many threads run now, so
     neither do the results (see :func:`map_in_order`).
     """
-    return get_chunk_n_rows(_cores() * row_bytes, max_n_rows=MAX_CHUNK_ROWS)
+    max_rows = MAX_CHUNK_ROWS
+    if cache_bytes is not None:
+        max_rows = max(1, min(max_rows, cache_bytes // row_bytes))
+    return get_chunk_n_rows(_cores() * row_bytes, max_n_rows=max_rows)
 
 
 @cache
@@ -331,15 +335,17 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------- chunking
     @staticmethod
-    def _sum_over_chunks(chunk_statistics, X, sample_weight, row_bytes, *arrays):
+    def _sum_over_chunks(
+        chunk_statistics, X, sample_weight, row_bytes, *arrays, cache_bytes=None
+    ):
         """Sum ``chunk_statistics(X_chunk, weight_chunk, *array_chunks)`` over rows.
 
         ``chunk_statistics`` returns a tuple of arrays (or floats); the tuples
         are summed element-wise. ``sample_weight`` may be None, and ``arrays``
         are further row-aligned arrays sliced like X. ``row_bytes`` is the
-        memory one row of a chunk needs in temporaries (see
-        :func:`rows_per_chunk`). Chunks run on :func:`n_threads` threads and
-        are summed in order.
+        memory one row of a chunk needs in temporaries, ``cache_bytes`` an
+        optional bound on a chunk's (see :func:`rows_per_chunk`). Chunks run
+        on :func:`n_threads` threads and are summed in order.
         """
 
         def statistics(rows):
@@ -347,7 +353,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             return chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
 
         total = None
-        chunks = list(gen_batches(X.shape[0], rows_per_chunk(row_bytes)))
+        step = rows_per_chunk(row_bytes, cache_bytes)
+        chunks = list(gen_batches(X.shape[0], step))
         for stats in map_in_order(statistics, chunks):
             if total is None:
                 total = list(stats)
