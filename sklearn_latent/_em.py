@@ -55,19 +55,15 @@ from ._utils import (
 MAX_CHUNK_ROWS = 2048
 
 
-def rows_per_chunk(row_bytes, cache_bytes=None):
+def rows_per_chunk(row_bytes):
     """Rows per chunk of a pass over rows needing ``row_bytes`` of temporaries
     a row: one chunk in flight on every core fits in scikit-learn's
-    ``working_memory``, and at most ``MAX_CHUNK_ROWS``; with ``cache_bytes``,
-    one chunk's temporaries also fit in that many bytes (at least one row).
+    ``working_memory``, and at most ``MAX_CHUNK_ROWS``.
 
     The size depends on the machine, not on how many threads run now, so
     neither do the results (see :func:`map_in_order`).
     """
-    max_rows = MAX_CHUNK_ROWS
-    if cache_bytes is not None:
-        max_rows = max(1, min(max_rows, cache_bytes // row_bytes))
-    return get_chunk_n_rows(_cores() * row_bytes, max_n_rows=max_rows)
+    return get_chunk_n_rows(_cores() * row_bytes, max_n_rows=MAX_CHUNK_ROWS)
 
 
 @cache
@@ -335,17 +331,15 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------- chunking
     @staticmethod
-    def _sum_over_chunks(
-        chunk_statistics, X, sample_weight, row_bytes, *arrays, cache_bytes=None
-    ):
+    def _sum_over_chunks(chunk_statistics, X, sample_weight, row_bytes, *arrays):
         """Sum ``chunk_statistics(X_chunk, weight_chunk, *array_chunks)`` over rows.
 
         ``chunk_statistics`` returns a tuple of arrays (or floats); the tuples
         are summed element-wise. ``sample_weight`` may be None, and ``arrays``
         are further row-aligned arrays sliced like X. ``row_bytes`` is the
-        memory one row of a chunk needs in temporaries, ``cache_bytes`` an
-        optional bound on a chunk's (see :func:`rows_per_chunk`). Chunks run
-        on :func:`n_threads` threads and are summed in order.
+        memory one row of a chunk needs in temporaries (see
+        :func:`rows_per_chunk`). Chunks run on :func:`n_threads` threads and
+        are summed in order.
         """
 
         def statistics(rows):
@@ -353,8 +347,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             return chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
 
         total = None
-        step = rows_per_chunk(row_bytes, cache_bytes)
-        chunks = list(gen_batches(X.shape[0], step))
+        chunks = list(gen_batches(X.shape[0], rows_per_chunk(row_bytes)))
         for stats in map_in_order(statistics, chunks):
             if total is None:
                 total = list(stats)

@@ -28,13 +28,6 @@ from ._utils import (
     restored_on_error,
 )
 
-# A bound on a chunk's temporaries in the complete-data passes (the features
-# [second(y); y] above all), so that a chunk stays in cache between the two
-# products that read them: full, n=100,000, d=50, K=20, one BLAS thread,
-# 2048-row chunks (24 MB) took 0.84 s an iteration, 358 rows (4 MiB) 0.73 s
-# and 300 rows 0.67 s; on two threads all 0.54-0.55 s (2026-11-27).
-CHUNK_CACHE_BYTES = 4 * 2**20
-
 
 def _check_shape(param, shape, name):
     if param.shape != shape:
@@ -500,7 +493,6 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 sample_weight,
                 self._row_bytes(X),
                 resp,
-                cache_bytes=CHUNK_CACHE_BYTES,
             )
             statistics = gk.mixture_statistics(
                 self._cov,
@@ -581,7 +573,6 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             data.X,
             data.sample_weight,
             self._row_bytes(data.X),
-            cache_bytes=CHUNK_CACHE_BYTES,
         )
         if self.covariance_type == "tied":
             if not nearest:
@@ -826,8 +817,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     log_prob[:, order] = log_prob.copy()
                 return reduce(log_prob.T)
 
-        step = rows_per_chunk(self._row_bytes(X), CHUNK_CACHE_BYTES)
-        chunks = list(gen_batches(X.shape[0], step))
+        chunks = list(gen_batches(X.shape[0], rows_per_chunk(self._row_bytes(X))))
         out = np.empty((X.shape[0], *shape), dtype=dtype or X.dtype)
         for rows, value in zip(chunks, map_in_order(reduced, chunks), strict=True):
             out[rows] = value
