@@ -84,9 +84,18 @@ def test_spd_inverse_is_numpy_inverse_and_log_determinant(m):
     rng = np.random.RandomState(m)
     B = rng.randn(6, 7, m, m)
     S = B @ np.swapaxes(B, -1, -2) + 0.1 * np.eye(m)
-    inverse, log_det = gk.spd_inverse(np.moveaxis(S, (2, 3), (0, 1)))
+    given = np.moveaxis(S, (2, 3), (0, 1))
+    kept = given.copy()
+    inverse, log_det = gk.spd_inverse(given)
+    assert_array_equal(given, kept)  # only overwrite=True may overwrite
     assert_allclose(np.moveaxis(inverse, (0, 1), (2, 3)), np.linalg.inv(S), rtol=1e-9)
     assert_allclose(log_det, np.linalg.slogdet(S)[1], rtol=1e-12, atol=1e-12)
+    # Overwriting: the same numbers, in the caller's (contiguous) array.
+    fresh = np.ascontiguousarray(given)
+    overwritten, same_log_det = gk.spd_inverse(fresh, overwrite=True)
+    assert overwritten is fresh
+    assert_array_equal(overwritten, inverse)
+    assert_array_equal(same_log_det, log_det)
 
 
 def test_missing_groups_cover_every_row_once_with_its_missing_columns():
