@@ -254,7 +254,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             self._verbose_init_begin(init, n_init)
             if do_init:
                 self._initialize(data, random_state)
-            lower_bound = -np.inf if do_init else self.lower_bound_
+            lower_bound = -np.inf if do_init else self._warm_start_bound()
             lower_bounds, converged, n_iter = [], False, 0
             params = self._get_parameters()
             for n_iter in range(1, self.max_iter + 1):
@@ -292,6 +292,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.lower_bounds_ = best_lower_bounds
         self._finalize(data)
         return self
+
+    def _warm_start_bound(self):
+        """The bound a warm start's first iteration is compared with: the
+        fitted ``lower_bound_``, that of the E-step before the last M-step
+        (scikit-learn's convention), so that the first change is the last
+        M-step's gain."""
+        return self.lower_bound_
 
     def _iterate(self, data):
         """One EM iteration: E-step, then M-step; returns the mean

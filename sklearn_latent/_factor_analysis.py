@@ -671,6 +671,15 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             noise_variance, scatter, n_components, lower, upper, self.tol, self.max_iter
         )
 
+    def _warm_start_bound(self):
+        # lower_bound_ scores the returned parameters (see _finalize), which
+        # a warm start's first E-step scores again: compare with the bound
+        # before the last M-step instead, as a run that went on would. After
+        # partial_fit's new rows (lower_bound_ -inf) there is none.
+        if len(self.lower_bounds_) < 2 or not np.isfinite(self.lower_bound_):
+            return -np.inf
+        return self.lower_bounds_[-2]
+
     def _iterate(self, data):
         # On a small scatter BLAS runs one thread (see SMALL_SCATTER); with
         # NaN, the iterations pass over the rows on every core.

@@ -1147,3 +1147,26 @@ def test_iterations_on_a_small_scatter_run_blas_on_one_thread(
         quiet_fit(EMFactorAnalysis(3, max_iter=3), X)
     assert seen
     assert set(seen) == ({1} if small else {outside})
+
+
+def test_warm_start_refits_continue_until_converged():
+    # lower_bound_ scores the returned parameters, which a warm start's first
+    # E-step scores again: were that the yardstick, every refit would stop
+    # after one iteration claiming convergence while the likelihood still rose.
+    rng = np.random.RandomState(42)
+    basis = linalg.svd(rng.randn(25, 25))[0][:, :5]
+    X = rng.randn(500, 5) @ basis.T + rng.randn(500, 25)  # rank 5; k=15: Heywood
+    reference = quiet_fit(EMFactorAnalysis(15, max_iter=1000), X)
+    fa = EMFactorAnalysis(15, max_iter=8, warm_start=True)
+    scores = []
+    for _ in range(20):
+        quiet_fit(fa, X)
+        scores.append(fa.score(X))
+        if fa.converged_:
+            break
+    assert fa.converged_
+    assert len(scores) > 1 and fa.n_iter_ > 1  # the first fit stopped at max_iter
+    assert np.all(np.diff(scores) >= -1e-12)
+    assert fa.score(X) > reference.score(X) - 1e-3
+    quiet_fit(fa, X)  # converged: another run gains less than tol
+    assert fa.score(X) - scores[-1] < 2 * fa.tol
