@@ -40,8 +40,11 @@ EXACT_EIGEN_FEATURES = 10
 # one of at most SMALL_SCATTER features) is "small": its iterations are many
 # factorisations too small to share between BLAS threads, and waking the
 # threads for each costs more than the work (1000 x 50, k=35 on 2 cores:
-# 0.85 s a fit with two BLAS threads, 0.06 s with one).
-SMALL_SCATTER = 256
+# 0.85 s a fit with two BLAS threads, 0.06 s with one). Up to 100 features
+# an eigendecomposition gains nothing from a second thread even when they
+# are awake; beyond a few hundred, threads pay on machines that wake them
+# fast, hence the bound in between.
+SMALL_SCATTER = 128
 
 
 # ------------------------------------------------------- data statistics
