@@ -133,6 +133,22 @@ def test_float32_is_computed_in_float32(covariance_type):
     assert_allclose(gm.means_, ref.means_, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 7, 10])
+def test_full_second_order_features_are_every_pair_once(d):
+    rng = np.random.RandomState(d)
+    Y = rng.randn(d, 9)
+    # A strided output, as any row-strided block of a feature matrix.
+    buffer = np.full((d * (d + 1) // 2, 20), np.nan)
+    out = buffer[:, ::2][:, :9]
+    gk.Full.second(Y, out)
+    rows, cols = gk.feature_pairs(d)
+    assert_array_equal(out, Y[rows] * Y[cols])
+    # Every unordered pair (i <= j) exactly once.
+    assert len(rows) == d * (d + 1) // 2
+    unordered = {(min(i, j), max(i, j)) for i, j in zip(rows, cols, strict=True)}
+    assert unordered == set(zip(*np.triu_indices(d), strict=True))
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_score_samples_is_brute_force_log_likelihood(covariance_type):
     X = blobs(n_samples=200)
