@@ -22,9 +22,11 @@ Runs in a child process: the benchmark runner pins BLAS to one thread
 through the environment, which would cap the thread counts here.
 
     python -m benchmarks.bench_threads [--quick] [--threads 1,2,4,8] [--rounds 3]
+                                       [--cases "ours float64,scikit-learn float64"]
 
 ``--threads`` and ``--rounds`` measure other thread counts (on a bigger
-machine) and fewer rounds; the benchmark runner uses the defaults.
+machine) and fewer rounds, ``--cases`` fewer contenders (ours float64 always
+runs); the benchmark runner uses the defaults.
 """
 
 import json
@@ -161,8 +163,9 @@ def _timed(fn):
     return time.perf_counter() - begin
 
 
-def measure(quick, thread_counts=THREADS, rounds=None):
-    """In the child: {threads: {case: seconds}} and dgemm rates."""
+def measure(quick, thread_counts=THREADS, rounds=None, names=None):
+    """In the child: {threads: {case: seconds}} and dgemm rates; ``names``
+    keeps only those contenders ("ours float64" is always measured)."""
     from sklearn.datasets import make_blobs
     from threadpoolctl import threadpool_limits
 
@@ -172,6 +175,9 @@ def measure(quick, thread_counts=THREADS, rounds=None):
     X, _ = make_blobs(n_samples, n_features, centers=n_components, random_state=0)
     # Quick: many cheap iterations, so that their time dwarfs timing noise.
     cases = contenders(X, n_components, n_iter=20 if quick else 5)
+    if names is not None:
+        keep = {"ours float64", *names}
+        cases = {name: case for name, case in cases.items() if name in keep}
     seconds = {t: {name: [] for name in cases} for t in thread_counts}
     gflops = {}
     for _ in range(rounds or (1 if quick else 3)):
@@ -265,14 +271,16 @@ def run(quick=False, options=()):
 
 
 def _options(argv):
-    """--threads 1,2,4 and --rounds N from argv."""
-    thread_counts, rounds = THREADS, None
+    """--threads 1,2,4, --rounds N and --cases NAME,NAME from argv."""
+    thread_counts, rounds, names = THREADS, None, None
     for flag, value in zip(argv, argv[1:], strict=False):
         if flag == "--threads":
             thread_counts = tuple(int(t) for t in value.split(","))
         elif flag == "--rounds":
             rounds = int(value)
-    return thread_counts, rounds
+        elif flag == "--cases":
+            names = value.split(",")
+    return thread_counts, rounds, names
 
 
 if __name__ == "__main__":
