@@ -46,6 +46,9 @@ FLOAT32_HINT = (
     " The numerical accuracy can also be improved by passing float64"
     " data instead of float32."
 )
+# exp(x) is exactly 0 in float64 below this (below log of half the smallest
+# subnormal, -745.13).
+EXP_UNDERFLOW = -746.0
 # The fast path is taken while its rounding error bound stays below this, in
 # nats per sample: far below any tolerance, and below scikit-learn's own error.
 FAST_PATH_ERROR = 1e-9
@@ -532,7 +535,17 @@ def log_normalize(weighted_log_prob):
     """
     col_max = np.max(weighted_log_prob, axis=0)
     weighted_log_prob -= col_max
-    resp = np.exp(weighted_log_prob, out=weighted_log_prob)
+    # Components far from their rows: exp is exactly 0 there, but libm takes
+    # a slow path to say so (about 32 against 12 ns a value), and a masked
+    # exp costs about 12% more a value: skip them where more than a tenth
+    # underflow, judged from every 16th sample (the result is the same either way).
+    sample = weighted_log_prob[:, ::16]
+    if 10 * np.count_nonzero(sample < EXP_UNDERFLOW) > sample.size:
+        keep = weighted_log_prob >= EXP_UNDERFLOW
+        resp = np.exp(weighted_log_prob, out=weighted_log_prob, where=keep)
+        np.copyto(resp, 0.0, where=np.logical_not(keep, out=keep))
+    else:
+        resp = np.exp(weighted_log_prob, out=weighted_log_prob)
     total = np.sum(resp, axis=0)
     resp /= total
     return resp, np.log(total) + col_max

@@ -149,6 +149,21 @@ def test_full_second_order_features_are_every_pair_once(d):
     assert unordered == set(zip(*np.triu_indices(d), strict=True))
 
 
+@pytest.mark.parametrize("spread", [30.0, 3000.0])
+def test_log_normalize_is_plain_softmax_bit_for_bit(spread):
+    # Far components underflow exp to 0; skipping them must change nothing,
+    # also for values about the threshold.
+    rng = np.random.RandomState(0)
+    log_prob = -rng.uniform(0, spread, size=(7, 400))
+    log_prob[:, :40] = np.linspace(-760.0, -730.0, 40) * (spread > 100)
+    log_prob[rng.randint(7, size=400), np.arange(400)] = 0.0
+    shifted = log_prob - log_prob.max(axis=0)
+    total = np.exp(shifted).sum(axis=0)
+    resp, log_norm = gk.log_normalize(log_prob.copy())
+    assert_array_equal(resp, np.exp(shifted) / total)
+    assert_array_equal(log_norm, np.log(total) + log_prob.max(axis=0))
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_score_samples_is_brute_force_log_likelihood(covariance_type):
     X = blobs(n_samples=200)
