@@ -233,7 +233,7 @@ class Full(Covariance):
     @staticmethod
     def second_coef(P, K):
         rows, cols = feature_pairs(P.shape[-1])
-        # Off-diagonal products appear once in the upper triangle, twice in y^T P y.
+        # Each off-diagonal pair is one feature, but appears twice in y^T P y.
         return P[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
 
     @staticmethod
