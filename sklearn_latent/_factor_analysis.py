@@ -422,7 +422,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             seen = batch if first else self._moments_seen + batch
             scatter = _DenseScatter(seen.scatter)
         self._check_moments(X, seen.total_weight, seen.mean, scatter)
-        self._moments_seen, self._squarem_left = seen, SQUAREM_FIRST
+        self._moments_seen = seen
+        self._reset_schedule()
         # The first batch gives the factors their signs, later ones none.
         moments = _Moments(
             seen.total_weight,
@@ -438,8 +439,13 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self.n_batch_iter_ = getattr(self, "n_batch_iter_", 0) + 1
         return self
 
+    def _reset_schedule(self):
+        # The steps of one run of EM: SQUAREM cycles before quasi-Newton runs,
+        # and the bound of the last E-step, to tell the last step (_m_step).
+        self._squarem_left, self._previous_bound = SQUAREM_FIRST, -np.inf
+
     def _finalize(self, moments):
-        del self._squarem_left
+        del self._squarem_left, self._previous_bound
         if isinstance(moments, _Missing):
             return self._finalize_missing(moments)
         components = _canonical_orientation(self.components_, self.noise_variance_)
@@ -538,7 +544,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 )
 
     def _prepare(self, X, sample_weight, missing=None):
-        self._squarem_left = SQUAREM_FIRST  # cycles before quasi-Newton runs
+        self._reset_schedule()
         self.n_batch_iter_ = 0
         if missing is not None:
             self._moments_seen = None  # no scatter for partial_fit to add to
@@ -712,6 +718,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         theta' is kept, followed by an EM step, only if its log-likelihood is
         at least theta1's; otherwise theta2 is the update. Either way the
         log-likelihood never decreases.
+
+        The last step, after an E-step that gained less than ``tol``, is a
+        plain EM step.
         """
         if isinstance(statistics[0], _Missing):
             return self._m_step_missing(statistics)
@@ -725,6 +734,14 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             floor=lower,
         )
         self.mean_ = moments.mean
+        # The EM loop stops after this step if the E-step gained less than
+        # tol: any step that does not lower the likelihood will do, and a
+        # plain EM step costs least (a quasi-Newton run costs tens of them).
+        last = abs(log_likelihood0 - self._previous_bound) < self.tol
+        self._previous_bound = log_likelihood0
+        if last:
+            self.components_, self.noise_variance_ = maximize(ezz, beta_scatter)
+            return
         n_components, n_features = self.components_.shape
         if self._squarem_left == 0 and self._quasi_newton(n_features):
             noise, converged = self._maximize_noise(
