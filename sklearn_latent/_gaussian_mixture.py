@@ -5,7 +5,6 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_array, check_random_state, gen_batches
@@ -875,7 +874,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             out[incomplete[rows]] = block
 
     def _score_samples(self, X):
-        scores = self._map_chunks(X, partial(logsumexp, axis=1), ())
+        scores = self._map_chunks(X, _log_sum_exp, ())
         # A row with nothing observed scores log 1 exactly, where the
         # logsumexp of the log weights would round. (Its first entry being
         # NaN is a test that costs nothing on complete data.)
@@ -1071,6 +1070,10 @@ def _conditional_noise(model, C, idx, k, shape, rng):
 
 def _normalized(log_prob):
     return gk.log_normalize(log_prob.T)[0].T
+
+
+def _log_sum_exp(log_prob):
+    return gk.log_sum_exp(log_prob.T)
 
 
 def _first_sums(X, weight, resp, *, shift):

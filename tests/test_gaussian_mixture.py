@@ -164,6 +164,23 @@ def test_log_normalize_is_plain_softmax_bit_for_bit(spread):
     assert_array_equal(log_norm, np.log(total) + log_prob.max(axis=0))
 
 
+@pytest.mark.parametrize("spread", [5.0, 2000.0])
+def test_log_sum_exp_is_scipys_logsumexp(spread):
+    # Both branches of the exp (with far components and without), values
+    # about the underflow threshold, and columns of -inf (rows too far from
+    # every component), which give -inf without a warning.
+    rng = np.random.RandomState(0)
+    log_prob = -rng.uniform(0, spread, size=(7, 400)) - 50.0
+    log_prob[:, :40] = np.linspace(-760.0, -730.0, 40) * (spread > 100)
+    log_prob[:, 40:43] = -np.inf
+    log_prob[0, 43] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = gk.log_sum_exp(log_prob.copy())
+    assert_array_equal(scores[40:43], -np.inf)
+    assert_allclose(scores, logsumexp(log_prob, axis=0), rtol=1e-14)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_score_samples_is_brute_force_log_likelihood(covariance_type):
     X = blobs(n_samples=200)
