@@ -4,8 +4,8 @@ Time per EM iteration from the same starting parameters, with tol=0 so both
 run the same number of iterations; the reference runs on numpy and, for
 'full' and 'tied', through scikit-learn's array-API path on torch CPU tensors
 (in a subprocess, since SCIPY_ARRAY_API must be set before scipy is imported).
-Also peak memory of a fit, and how time per iteration grows with n_samples
-and n_components.
+Also ``score_samples`` under the same parameters, peak memory of a fit, and
+how time per iteration grows with n_samples and n_components.
 
     python -m benchmarks.bench_gaussian_mixture [--quick]
 """
@@ -101,6 +101,39 @@ def speed_row(
         "speedup": result["speedup"],
         "ours_score": float(result["ours_result"].lower_bound_),
         "ref_score": float(result["ref_result"].lower_bound_),
+    }
+
+
+def score_samples_case(covariance_type, n_samples, n_features, n_components, repeats):
+    """``score_samples`` of the data under the same parameters in both."""
+    X = make_data(n_samples, n_features, n_components)
+    params = starting_point(X, n_components, covariance_type)
+    ours = fit(EMGaussianMixture, X, params, 2)
+    reference = fit(GaussianMixture, X[:1000], params, 1)
+    for name in ("weights_", "means_", "covariances_", "precisions_"):
+        setattr(reference, name, getattr(ours, name))
+    reference.precisions_cholesky_ = ours.precisions_cholesky_
+    case = "score_samples " + case_name(
+        covariance_type, n_samples, n_features, n_components
+    )
+    result = compare(
+        lambda: ours.score_samples(X),
+        lambda: reference.score_samples(X),
+        repeats=repeats,
+        case=case,
+    )
+    return {
+        "benchmark": "gaussian_mixture_score_samples",
+        "case": case,
+        "reference": "sklearn GaussianMixture (numpy)",
+        "covariance_type": covariance_type,
+        "unit": "s/call",
+        "ours_s": result["ours_s"],
+        "ref_s": result["ref_s"],
+        "speedup": result["speedup"],
+        "max_abs_diff": float(
+            np.max(np.abs(result["ours_result"] - result["ref_result"]))
+        ),
     }
 
 
@@ -212,6 +245,7 @@ def run(quick=False):
         row = array_api_case(covariance_type, *shape, n_iter, repeats)
         if row is not None:
             rows.append(row)
+    rows += [score_samples_case(ct, *shape, repeats) for ct in COVARIANCE_TYPES]
     rows += [memory_case(ct, *shape) for ct in COVARIANCE_TYPES]
     rows += scaling_rows(quick)
     return rows
