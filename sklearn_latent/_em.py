@@ -114,8 +114,12 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """Return (statistics, mean log-likelihood under the current parameters)."""
 
     @abstractmethod
-    def _m_step(self, statistics):
-        """Set the parameters that maximise the expected complete log-likelihood."""
+    def _m_step(self, statistics, last=False):
+        """Set the parameters that maximise the expected complete log-likelihood.
+
+        ``last``: the EM loop stops after this step (its E-step gained less
+        than tol), so any step that does not lower the likelihood will do.
+        """
 
     @abstractmethod
     def _get_parameters(self):
@@ -259,7 +263,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             params = self._get_parameters()
             for n_iter in range(1, self.max_iter + 1):
                 previous = lower_bound
-                lower_bound = self._iterate(data)
+                lower_bound = self._iterate(data, previous)
                 lower_bounds.append(lower_bound)
                 change = lower_bound - previous
                 self._verbose_iter_end(n_iter, lower_bound, change)
@@ -300,13 +304,15 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         M-step's gain."""
         return self.lower_bound_
 
-    def _iterate(self, data):
+    def _iterate(self, data, previous=-np.inf):
         """One EM iteration: E-step, then M-step; returns the mean
-        log-likelihood under the parameters the E-step saw."""
+        log-likelihood under the parameters the E-step saw. ``previous`` is
+        the last iteration's (none: -inf): the loop stops after this one if
+        the gain is below tol, which the M-step is told."""
         statistics, lower_bound = self._e_step(data)
         if not np.isfinite(lower_bound):
             raise ValueError(self._not_finite_message())
-        self._m_step(statistics)
+        self._m_step(statistics, last=abs(lower_bound - previous) < self.tol)
         return lower_bound
 
     # Parameters that fix the shapes of the fitted model: warm_start cannot

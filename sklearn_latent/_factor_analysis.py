@@ -422,8 +422,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             seen = batch if first else self._moments_seen + batch
             scatter = _DenseScatter(seen.scatter)
         self._check_moments(X, seen.total_weight, seen.mean, scatter)
-        self._moments_seen = seen
-        self._reset_schedule()
+        self._moments_seen, self._squarem_left = seen, SQUAREM_FIRST
         # The first batch gives the factors their signs, later ones none.
         moments = _Moments(
             seen.total_weight,
@@ -439,13 +438,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self.n_batch_iter_ = getattr(self, "n_batch_iter_", 0) + 1
         return self
 
-    def _reset_schedule(self):
-        # The steps of one run of EM: SQUAREM cycles before quasi-Newton runs,
-        # and the bound of the last E-step, to tell the last step (_m_step).
-        self._squarem_left, self._previous_bound = SQUAREM_FIRST, -np.inf
-
     def _finalize(self, moments):
-        del self._squarem_left, self._previous_bound
+        del self._squarem_left
         if isinstance(moments, _Missing):
             return self._finalize_missing(moments)
         components = _canonical_orientation(self.components_, self.noise_variance_)
@@ -544,7 +538,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                 )
 
     def _prepare(self, X, sample_weight, missing=None):
-        self._reset_schedule()
+        self._squarem_left = SQUAREM_FIRST  # cycles before quasi-Newton runs
         self.n_batch_iter_ = 0
         if missing is not None:
             self._moments_seen = None  # no scatter for partial_fit to add to
@@ -686,13 +680,13 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             return -np.inf
         return self.lower_bounds_[-2]
 
-    def _iterate(self, data):
+    def _iterate(self, data, previous=-np.inf):
         # On a small scatter BLAS runs one thread (see SMALL_SCATTER); with
         # NaN, the iterations pass over the rows on every core.
         if isinstance(data, _Missing) or not data.scatter.small:
-            return super()._iterate(data)
+            return super()._iterate(data, previous)
         with one_blas_thread():
-            return super()._iterate(data)
+            return super()._iterate(data, previous)
 
     def _e_step(self, moments):
         if isinstance(moments, _Missing):
@@ -702,7 +696,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         )
         return (moments, ezz, beta_scatter, mean_log_likelihood), mean_log_likelihood
 
-    def _m_step(self, statistics):
+    def _m_step(self, statistics, last=False):
         """A SQUAREM cycle of EM, or a quasi-Newton step on the noise and EM.
 
         After ``SQUAREM_FIRST`` cycles without convergence, factor analysis
@@ -734,13 +728,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             floor=lower,
         )
         self.mean_ = moments.mean
-        # The EM loop stops after this step if the E-step gained less than
-        # tol: a SQUAREM cycle then ends the fit, at the cost of a few EM
-        # steps, where a quasi-Newton run would cost tens of them. (A plain
-        # EM step would cost less, but at EM's linear rate it leaves the
-        # parameters further from the maximum.)
-        last = abs(log_likelihood0 - self._previous_bound) < self.tol
-        self._previous_bound = log_likelihood0
+        # The last step is a SQUAREM cycle, a few EM steps, where a
+        # quasi-Newton run would cost tens of them. (A plain EM step would
+        # cost less, but at EM's linear rate it leaves the parameters further
+        # from the maximum.)
         n_components, n_features = self.components_.shape
         if self._squarem_left == 0 and self._quasi_newton(n_features) and not last:
             noise, converged = self._maximize_noise(

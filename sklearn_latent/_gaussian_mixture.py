@@ -708,9 +708,9 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _step_unit(self):
         return "pass" if self.learning_method == "online" else "it"
 
-    def _iterate(self, data):
+    def _iterate(self, data, previous=-np.inf):
         if self.learning_method == "batch":
-            return super()._iterate(data)
+            return super()._iterate(data, previous)
         # A pass of online EM over mini-batches (a dask X: block by block).
         log_likelihood = 0.0
         mask = None if data.missing is None else data.missing.mask
@@ -722,7 +722,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                     log_likelihood += self._stepwise_step(X[rows], weight, missing)
         return log_likelihood / data.total_weight
 
-    def _m_step(self, statistics):
+    def _m_step(self, statistics, last=False):
         # Kept per unit weight: online EM (partial_fit) blends batches into
         # them, after a batch fit too.
         self._running_statistics = statistics * (1.0 / statistics.total_weight)

@@ -710,9 +710,9 @@ def test_the_step_after_convergence_is_no_quasi_newton_run(monkeypatch):
         runs.append(1)
         return maximize_profile(*args)
 
-    def recorded(self, statistics):
+    def recorded(self, statistics, last=False):
         before = len(runs)
-        m_step(self, statistics)
+        m_step(self, statistics, last)
         steps.append((statistics[-1], len(runs) > before))
 
     monkeypatch.setattr(fa_module, "_maximize_profile", counted)
