@@ -110,9 +110,14 @@ def score_samples_case(covariance_type, n_samples, n_features, n_components, rep
     params = starting_point(X, n_components, covariance_type)
     ours = fit(EMGaussianMixture, X, params, 2)
     reference = fit(GaussianMixture, X[:1000], params, 1)
-    for name in ("weights_", "means_", "covariances_", "precisions_"):
+    for name in (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_",
+        "precisions_cholesky_",
+    ):
         setattr(reference, name, getattr(ours, name))
-    reference.precisions_cholesky_ = ours.precisions_cholesky_
     case = "score_samples " + case_name(
         covariance_type, n_samples, n_features, n_components
     )
