@@ -53,17 +53,28 @@ from ._utils import (
 # cache and amortise Python overhead; scikit-learn's `working_memory` can only
 # lower it.
 MAX_CHUNK_ROWS = 2048
+# A pass that reads its temporaries again after building them (the full
+# mixture's second-order features: built, then multiplied in the E-step and in
+# the M-step) keeps a chunk's to about CACHE_BYTES, so that the later reads
+# come from cache: 0.52 against 0.64 s an iteration at d=50, K=20. Not below
+# MIN_CACHE_ROWS rows, where per-chunk overheads take over.
+CACHE_BYTES = 3 * 2**20
+MIN_CACHE_ROWS = 256
 
 
-def rows_per_chunk(row_bytes):
+def rows_per_chunk(row_bytes, in_cache=False):
     """Rows per chunk of a pass over rows needing ``row_bytes`` of temporaries
     a row: one chunk in flight on every core fits in scikit-learn's
-    ``working_memory``, and at most ``MAX_CHUNK_ROWS``.
+    ``working_memory``, and at most ``MAX_CHUNK_ROWS``; with ``in_cache``, a
+    chunk's temporaries also keep to about ``CACHE_BYTES``.
 
     The size depends on the machine, not on how many threads run now, so
     neither do the results (see :func:`map_in_order`).
     """
-    return get_chunk_n_rows(_cores() * row_bytes, max_n_rows=MAX_CHUNK_ROWS)
+    n_rows = get_chunk_n_rows(_cores() * row_bytes, max_n_rows=MAX_CHUNK_ROWS)
+    if in_cache:
+        n_rows = min(n_rows, max(MIN_CACHE_ROWS, CACHE_BYTES // row_bytes))
+    return n_rows
 
 
 @cache
@@ -344,15 +355,17 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------- chunking
     @staticmethod
-    def _sum_over_chunks(chunk_statistics, X, sample_weight, row_bytes, *arrays):
+    def _sum_over_chunks(
+        chunk_statistics, X, sample_weight, row_bytes, *arrays, in_cache=False
+    ):
         """Sum ``chunk_statistics(X_chunk, weight_chunk, *array_chunks)`` over rows.
 
         ``chunk_statistics`` returns a tuple of arrays (or floats); the tuples
         are summed element-wise. ``sample_weight`` may be None, and ``arrays``
         are further row-aligned arrays sliced like X. ``row_bytes`` is the
-        memory one row of a chunk needs in temporaries (see
-        :func:`rows_per_chunk`). Chunks run on :func:`n_threads` threads and
-        are summed in order.
+        memory one row of a chunk needs in temporaries, ``in_cache`` whether
+        they should stay in cache (see :func:`rows_per_chunk`). Chunks run on
+        :func:`n_threads` threads and are summed in order.
         """
 
         def statistics(rows):
@@ -360,7 +373,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             return chunk_statistics(X[rows], weight, *(a[rows] for a in arrays))
 
         total = None
-        chunks = list(gen_batches(X.shape[0], rows_per_chunk(row_bytes)))
+        chunks = list(gen_batches(X.shape[0], rows_per_chunk(row_bytes, in_cache)))
         for stats in map_in_order(statistics, chunks):
             if total is None:
                 total = list(stats)

@@ -286,6 +286,38 @@ def test_chunking_does_not_change_the_fit(covariance_type):
         assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-10)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_the_full_e_step_keeps_its_chunks_in_cache(covariance_type, monkeypatch):
+    # The full model's E-step reads each chunk's features twice (the E-step's
+    # product and the M-step's sums): its chunks keep to about CACHE_BYTES, so
+    # that the second read comes from cache. Others take the longest chunks.
+    import sklearn_latent._em as em
+    import sklearn_latent._gaussian_mixture as gmm_module
+
+    sizes = []
+
+    def recorded(X, *args, **kwargs):
+        if kwargs.get("model") is not None:  # the E-step, not the start
+            sizes.append(len(X))
+        return chunk_statistics(X, *args, **kwargs)
+
+    chunk_statistics = gmm_module._chunk_statistics
+    monkeypatch.setattr(gmm_module, "_chunk_statistics", recorded)
+    X = np.random.RandomState(0).randn(5000, 50)
+    gm = EMGaussianMixture(2, covariance_type=covariance_type, max_iter=1)
+    gm.fit(X)
+    row_bytes = gm._row_bytes(X)
+    if covariance_type == "full":
+        assert em.MIN_CACHE_ROWS < max(sizes) <= em.CACHE_BYTES // row_bytes
+    else:
+        assert max(sizes) == em.MAX_CHUNK_ROWS
+    # working_memory still bounds them.
+    sizes.clear()
+    with config_context(working_memory=1):
+        gm.fit(X)
+    assert max(sizes) * row_bytes * em._cores() <= 2**20
+
+
 def test_data_far_from_the_origin():
     # Statistics about the data mean keep the fit accurate under a translation.
     X = blobs()
