@@ -483,22 +483,29 @@ class Model:
         )
 
 
-def chunk_features(cov, X, shift, refs):
-    """A chunk's features [second(y); y] about its references, grouped by reference.
-
-    (n, d) rows -> F (p + d, n) with y = x - shift - ref in the last d rows,
-    in a new column order; ``order`` (n,) maps the new columns to the rows
-    (None: the identity, with one reference); and the column slices of each
-    reference. One buffer, so that one matrix product covers both parts on
-    the fast path.
-    """
+def rows_about_shift(cov, X, shift):
+    """The feature buffer of a chunk of rows X (n, d): (p + d, n), with y = x
+    - shift in its last d rows, to be completed by :func:`chunk_features`."""
     n_samples, n_features = X.shape
-    p = cov.n_second(n_features)
-    F = np.empty((p + n_features, n_samples))
-    Y = F[p:]
+    F = np.empty((cov.n_second(n_features) + n_features, n_samples))
     # Samples as columns, C-ordered: the second-order products then read
     # contiguous rows (a plain X.T - shift would be F-ordered).
-    np.subtract(X.T, shift[:, np.newaxis], out=Y)
+    np.subtract(X.T, shift[:, np.newaxis], out=F[len(F) - n_features :])
+    return F
+
+
+def chunk_features(cov, F, refs):
+    """A chunk's features [second(y); y] about its references, grouped by reference.
+
+    F (p + d, n) from :func:`rows_about_shift` is completed in place, with y
+    = x - shift - ref in the last d rows, in a new column order. Returns F;
+    ``order`` (n,), which maps the new columns to the rows (None: the
+    identity, with one reference); and the column slices of each reference.
+    One buffer, so that one matrix product covers both parts on the fast path.
+    """
+    d = refs.shape[1]
+    p, n_samples = len(F) - d, F.shape[1]
+    Y = F[p:]
     order, groups = None, [slice(0, n_samples)]
     if len(refs) > 1:
         # The nearest reference in Euclidean distance: any near one keeps y small.

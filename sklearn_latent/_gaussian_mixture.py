@@ -809,14 +809,16 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         def reduced(rows):
             with np.errstate(over="ignore", invalid="ignore"):
                 Xc = X[rows]
-                radius = float(np.sqrt(np.max(np.sum((Xc - shift) ** 2, axis=1))))
+                F = gk.rows_about_shift(cov, Xc, shift)
+                Y = F[len(F) - Xc.shape[1] :]
+                radius = float(np.sqrt(np.max(np.einsum("ij,ij->j", Y, Y))))
                 if np.isnan(radius):  # NaN entries, seen for free: missing values
                     return reduce(self._missing_log_prob(Xc).T)
                 nearest = gk.needs_nearest_reference(cov, U, means, shift, radius)
                 if nearest not in models:
                     models[nearest] = gk.Model(cov, weights, means, U, shift, nearest)
                 model = models[nearest]
-                F, order, groups = gk.chunk_features(cov, Xc, shift, model.refs)
+                F, order, groups = gk.chunk_features(cov, F, model.refs)
                 log_prob = gk.log_prob(model, F, groups)
                 if cov is gk.Tied:
                     log_prob -= 0.5 * cov.squared_norm(U, F)
@@ -1104,7 +1106,7 @@ def _chunk_statistics(X, weight, resp=None, *, cov, shift, model=None, refs=None
     contribute w x x^T about the origin, as scikit-learn's tied start).
     """
     refs = model.refs if refs is None else refs
-    F, order, groups = gk.chunk_features(cov, X, shift, refs)
+    F, order, groups = gk.chunk_features(cov, gk.rows_about_shift(cov, X, shift), refs)
     p = cov.n_second(X.shape[1])
     Y = F[p:]
     if weight is not None and order is not None:
