@@ -813,6 +813,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 Y = F[len(F) - Xc.shape[1] :]
                 radius = float(np.sqrt(np.max(np.einsum("ij,ij->j", Y, Y))))
                 if np.isnan(radius):  # NaN entries, seen for free: missing values
+                    del F, Y  # the missing-value kernels' memory is their own
                     return reduce(self._missing_log_prob(Xc).T)
                 nearest = gk.needs_nearest_reference(cov, U, means, shift, radius)
                 if nearest not in models:
