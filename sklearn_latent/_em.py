@@ -20,6 +20,7 @@ convergence, the ``lower_bounds_`` history, warnings, ``verbose`` output and
 
 import warnings
 from abc import ABCMeta, abstractmethod
+from contextlib import nullcontext
 from functools import cache
 from numbers import Integral, Real
 from time import perf_counter
@@ -272,20 +273,21 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         best_lower_bound, best_lower_bounds, best_converged = -np.inf, [], False
         for init in range(n_init):
             self._verbose_init_begin(init, n_init)
-            if do_init:
-                self._initialize(data, random_state)
-            lower_bound = -np.inf if do_init else self._warm_start_bound()
-            lower_bounds, converged, n_iter = [], False, 0
-            params = self._get_parameters()
-            for n_iter in range(1, self.max_iter + 1):
-                previous = lower_bound
-                lower_bound = self._iterate(data, previous)
-                lower_bounds.append(lower_bound)
-                change = lower_bound - previous
-                self._verbose_iter_end(n_iter, lower_bound, change)
-                if abs(change) < self.tol:
-                    converged = True
-                    break
+            with self._solver_context(data):
+                if do_init:
+                    self._initialize(data, random_state)
+                lower_bound = -np.inf if do_init else self._warm_start_bound()
+                lower_bounds, converged, n_iter = [], False, 0
+                params = self._get_parameters()
+                for n_iter in range(1, self.max_iter + 1):
+                    previous = lower_bound
+                    lower_bound = self._iterate(data, previous)
+                    lower_bounds.append(lower_bound)
+                    change = lower_bound - previous
+                    self._verbose_iter_end(n_iter, lower_bound, change)
+                    if abs(change) < self.tol:
+                        converged = True
+                        break
             if self.max_iter > 0:
                 self._verbose_init_end(lower_bound, converged)
                 params = self._get_parameters()
@@ -319,6 +321,11 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         (scikit-learn's convention), so that the first change is the last
         M-step's gain."""
         return self.lower_bound_
+
+    def _solver_context(self, data):
+        """The context in which a run initialises and iterates: none by
+        default."""
+        return nullcontext()
 
     def _iterate(self, data, previous=-np.inf):
         """One EM iteration: E-step, then M-step; returns the mean

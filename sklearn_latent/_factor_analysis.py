@@ -680,13 +680,14 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             return -np.inf
         return self.lower_bounds_[-2]
 
-    def _iterate(self, data, previous=-np.inf):
-        # On a small scatter BLAS runs one thread (see SMALL_SCATTER); with
-        # NaN, the iterations pass over the rows on every core.
+    def _solver_context(self, data):
+        # On a small scatter the start and the iterations run BLAS on one
+        # thread (see SMALL_SCATTER), set once a run (threadpoolctl takes 40
+        # us to set and restore it). With NaN the iterations pass over the
+        # rows, and _finalize always does: they keep every core.
         if isinstance(data, _Missing) or not data.scatter.small:
-            return super()._iterate(data, previous)
-        with one_blas_thread():
-            return super()._iterate(data, previous)
+            return super()._solver_context(data)
+        return one_blas_thread()
 
     def _e_step(self, moments):
         if isinstance(moments, _Missing):

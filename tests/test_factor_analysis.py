@@ -1150,32 +1150,38 @@ def test_partial_fit_over_chunks_of_a_memory_mapped_file(tmp_path):
 def test_iterations_on_a_small_scatter_run_blas_on_one_thread(
     n_samples, n_features, small, monkeypatch
 ):
-    # Each iteration on a small scatter is many tiny factorisations: BLAS
-    # threads cost more to wake than they save there. Large scatters (dense or
-    # thin) keep every BLAS thread.
+    # The start and each iteration on a small scatter are many tiny
+    # factorisations: BLAS threads cost more to wake than they save there.
+    # Large scatters (dense or thin) keep every BLAS thread, and so does the
+    # pass over the rows that orients the factors.
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    seen = []
+    seen = {}
 
     def blas_threads():
         return max(
             i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
         )
 
-    def recorded(self, moments):
-        seen.append(blas_threads())
-        return e_step(self, moments)
+    def recording(name):
+        method = getattr(EMFactorAnalysis, name)
 
-    e_step = EMFactorAnalysis._e_step
-    monkeypatch.setattr(EMFactorAnalysis, "_e_step", recorded)
+        def recorded(self, *args):
+            seen.setdefault(name, set()).add(blas_threads())
+            return method(self, *args)
+
+        monkeypatch.setattr(EMFactorAnalysis, name, recorded)
+
+    for name in ("_initialize", "_e_step", "_extremes"):
+        recording(name)
     X, _ = fa_data(n_samples, n_features=n_features, n_components=3, seed=3)
     with threadpool_limits(2, user_api="blas"):
         outside = blas_threads()
         if outside < 2:
             pytest.skip("BLAS runs one thread here")
         quiet_fit(EMFactorAnalysis(3, max_iter=3), X)
-    assert seen
-    assert set(seen) == ({1} if small else {outside})
+    solver = {1} if small else {outside}
+    assert seen == {"_initialize": solver, "_e_step": solver, "_extremes": {outside}}
 
 
 def test_warm_start_refits_continue_until_converged():
