@@ -498,7 +498,7 @@ def rows_about_shift(cov, X, shift):
     its products of feature pairs read contiguous rows. The other types build
     their few features row by row: their buffer is the transpose of a
     C-ordered (n, p + d) array, which takes x - shift without a transposing
-    copy (a diag, spherical or tied E-step 5-12% faster).
+    copy (diag, spherical and tied fits 3-13% faster).
     """
     n_samples, n_features = X.shape
     n_columns = cov.n_second(n_features) + n_features
