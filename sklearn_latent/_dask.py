@@ -216,7 +216,7 @@ def summary_of(X, weight):
     float64)."""
     if weight is None:
         total, largest = float(len(X)), float(len(X) > 0)
-        weighted_sum = X.sum(axis=0, dtype=np.float64)
+        weighted_sum = column_reduce(np.add, X, dtype=np.float64)
     else:
         total, largest = float(weight.sum()), float(weight.max(initial=0.0))
         weighted_sum = weight @ X.astype(np.float64, copy=False)
@@ -225,9 +225,30 @@ def summary_of(X, weight):
         total,
         largest,
         weighted_sum,
-        X.min(axis=0, initial=np.inf),
-        X.max(axis=0, initial=-np.inf),
+        column_reduce(np.minimum, X, initial=np.inf),
+        column_reduce(np.maximum, X, initial=-np.inf),
     )
+
+
+def column_reduce(ufunc, X, fold=16, **kwargs):
+    """``ufunc.reduce(X, axis=0, **kwargs)`` of rows X (n, d), ``fold`` rows
+    side by side.
+
+    numpy reduces a C-ordered X over its rows with one inner loop of d
+    values a row; viewed as (n / fold, fold d) its loops are ``fold`` times
+    longer: a data summary's three reductions took 7.7 against 16.6 ms at
+    100,000 x 50. Minima and maxima are the same; sums differ by rounding.
+    """
+    n_rows, n_columns = X.shape
+    folded = n_rows - n_rows % fold
+    if not X.flags.c_contiguous or folded == 0:
+        return ufunc.reduce(X, axis=0, **kwargs)
+    wide = X[:folded].reshape(folded // fold, fold * n_columns)
+    out = ufunc.reduce(wide, axis=0, **kwargs).reshape(fold, n_columns)
+    out = ufunc.reduce(out, axis=0)
+    if folded < n_rows:
+        out = ufunc(out, ufunc.reduce(X[folded:], axis=0, **kwargs))
+    return out
 
 
 def summarise(X, sample_weight):

@@ -943,3 +943,29 @@ def test_partial_fit_over_chunks_of_a_memory_mapped_file(tmp_path):
     order = np.argsort(gm.means_[:, 0] + 2 * gm.means_[:, 1])
     assert gm.n_batch_iter_ == 12
     assert_allclose(gm.means_[order], means, atol=0.15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_rows=st.integers(0, 70),
+    n_columns=st.integers(1, 5),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    fortran=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_column_reductions_folded_match_numpy(n_rows, n_columns, dtype, fortran, seed):
+    # The data summary reduces 16 rows side by side: minima and maxima are
+    # numpy's exactly, sums equal up to rounding, for any row count
+    # (remainders, fewer rows than the fold) and either memory order.
+    from sklearn_latent._dask import column_reduce
+
+    X = np.random.default_rng(seed).normal(size=(n_rows, n_columns)).astype(dtype)
+    X = np.asfortranarray(X) if fortran else X
+    for ufunc, initial in ((np.minimum, np.inf), (np.maximum, -np.inf)):
+        assert_array_equal(
+            column_reduce(ufunc, X, initial=initial),
+            ufunc.reduce(X, axis=0, initial=initial),
+        )
+    total = column_reduce(np.add, X, dtype=np.float64)
+    assert total.dtype == np.float64
+    assert_allclose(total, X.sum(axis=0, dtype=np.float64), rtol=1e-12, atol=1e-12)
