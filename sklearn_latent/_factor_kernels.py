@@ -25,6 +25,8 @@ import numpy as np
 from scipy import linalg, optimize
 from sklearn.utils.extmath import randomized_svd
 
+from ._utils import column_reduce
+
 LOG_2PI = np.log(2 * np.pi)
 # The thin scatter's top eigenpairs come exactly from its Gram matrix, in
 # O(n_rows^2 n_features), where n_rows <= EXACT_GRAM_ROWS (n_components + 10):
@@ -70,7 +72,7 @@ def _moment_sums(X, sample_weight, shift):
     """
     shifted = X - shift
     if sample_weight is None:
-        return float(X.shape[0]), shifted.sum(axis=0), shifted.T @ shifted
+        return float(X.shape[0]), column_reduce(np.add, shifted), shifted.T @ shifted
     weight = sample_weight.astype(np.float64)
     # `a.T @ a` on one array runs as a symmetric rank-k update (half a product).
     rooted = shifted * np.sqrt(weight)[:, np.newaxis]

@@ -957,7 +957,7 @@ def test_column_reductions_folded_match_numpy(n_rows, n_columns, dtype, fortran,
     # The data summary reduces 16 rows side by side: minima and maxima are
     # numpy's exactly, sums equal up to rounding, for any row count
     # (remainders, fewer rows than the fold) and either memory order.
-    from sklearn_latent._dask import column_reduce
+    from sklearn_latent._utils import column_reduce
 
     X = np.random.default_rng(seed).normal(size=(n_rows, n_columns)).astype(dtype)
     X = np.asfortranarray(X) if fortran else X
