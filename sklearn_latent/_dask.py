@@ -230,7 +230,6 @@ def summary_of(X, weight):
     )
 
 
-
 def summarise(X, sample_weight):
     """One pass over a dask X: a :class:`Summary`; values are checked on the
     way, and weights that are all zero are refused."""
