@@ -59,7 +59,7 @@ DEGENERATE_UNIQUENESS = 1e-4
 # converge within them at O(d^2 k) a cycle.
 SQUAREM_FIRST = 5
 # SQUAREM cycles after a quasi-Newton run that converged, before another
-# run: there the parameters are at the maximum up to L-BFGS-B's tolerance,
+# run: there the parameters are at the maximum up to the run's tolerance,
 # and cheap cycles finish, where each run would cost as much as the first.
 SQUAREM_AFTER = 1
 # Quasi-Newton steps on the noise cost a full eigendecomposition, O(d^3), against
@@ -126,8 +126,10 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     Iterations are accelerated by SQUAREM, with a fall back to plain EM
     steps, so the log-likelihood never decreases. Where EM
     crawls (noise variances near zero: Heywood cases), factor analysis
-    switches to quasi-Newton steps on the noise with the loadings profiled
-    out, as R's ``factanal``, each kept only if it raises the likelihood.
+    switches to runs of (quasi-)Newton steps on the noise with the loadings
+    profiled out, as R's ``factanal``, each kept only if it raises the
+    likelihood: Newton steps with the exact Hessian where the scatter is
+    dense and has at most 64 features, L-BFGS-B elsewhere.
 
     NaN in X marks a missing entry: ``fit``, ``score_samples``, ``score``
     and ``transform`` then work with each row's observed entries x_o, whose
@@ -170,7 +172,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Maximum number of iterations. One iteration is one SQUAREM cycle:
         three EM steps, or two when the extrapolation is rejected; for factor
         analysis with at most 500 features, iterations after the fifth are
-        one L-BFGS-B run (of at most ``max_iter`` steps) on the noise.
+        one run of at most ``max_iter`` (quasi-)Newton steps on the noise.
 
     noise_variance_init : array-like of shape (n_features,), default=None
         Initial noise variances (their mean with ``noise="isotropic"``); the
@@ -702,7 +704,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
         After ``SQUAREM_FIRST`` cycles without convergence, factor analysis
         maximises the likelihood over the noise with the loadings profiled out
-        (L-BFGS-B, as R's ``factanal``): EM alone crawls where noise variances
+        (:func:`_maximize_profile`: Newton steps or L-BFGS-B, the latter as
+        R's ``factanal``): EM alone crawls where noise variances
         approach zero (Heywood cases). The result, the best loadings for the
         new noise, is the update if it raises the likelihood (the step is then
         an ECME-like step that maximises the likelihood itself). After a run

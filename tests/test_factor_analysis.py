@@ -33,12 +33,15 @@ from sklearn_latent._factor_kernels import (
     _log_likelihood_samples,
     _maximize,
     _moment_sums,
+    _newton_profile,
     _orthogonal_rotation,
     _posterior_mean,
     _posterior_statistics,
     _precision,
     _principal_start,
     _profile,
+    _profile_derivatives,
+    _profile_point,
     _smc_noise_variance,
     _squarem_extrapolate,
     _ThinScatter,
@@ -650,6 +653,81 @@ def test_profile_is_the_likelihood_at_its_loadings_and_its_gradient(form, n_samp
             assert _posterior_statistics(other, noise, scatter)[2] < value
 
 
+@pytest.mark.parametrize("k", [0, 2, 5, 11, 12])
+def test_profile_hessian_matches_differences_of_its_gradient(k):
+    # Exact first- and second-order derivatives in the uniqueness u, against
+    # central differences of the value and of the gradient. Small noise makes
+    # some top eigenvalues large; large noise puts some below 1 (no loading).
+    X, _ = fa_data(400)
+    matrix = scatter_of(X, "dense").matrix
+    upper = np.diag(matrix).copy()
+    uniqueness = np.random.RandomState(k).uniform(0.05, 3.0, size=12)
+    uniqueness[:2] = [1e-3, 2e-3]
+
+    def point(u):
+        return _profile_point(u, matrix, upper, k)
+
+    value, *eigen = point(uniqueness)
+    assert_allclose(-value, _profile(uniqueness * upper, _DenseScatter(matrix), k)[0])
+    gradient, hessian = _profile_derivatives(uniqueness, *eigen)
+    # Central differences: O(step^2) off, and rounding of values with terms of
+    # 1/u (up to 1e3 here) divided by 2 step; a wrong term would be O(1) off.
+    step = 1e-4 * uniqueness
+    scale = abs(gradient).max()
+    for j in range(12):
+        up, down = uniqueness.copy(), uniqueness.copy()
+        up[j] += step[j]
+        down[j] -= step[j]
+        up_point, down_point = point(up), point(down)
+        difference = (up_point[0] - down_point[0]) / (2 * step[j])
+        assert_allclose(gradient[j], difference, rtol=1e-4, atol=1e-5 * scale)
+        column = (
+            _profile_derivatives(up, *up_point[1:])[0]
+            - _profile_derivatives(down, *down_point[1:])[0]
+        ) / (2 * step[j])
+        assert_allclose(
+            hessian[:, j], column, rtol=1e-4, atol=1e-6 * abs(hessian).max()
+        )
+
+
+@pytest.mark.parametrize("n_components", [2, 6, 9])
+def test_newton_steps_reach_a_maximum_of_the_profile(n_components):
+    # From the SMC start on low-rank data (Heywood cases at k beyond the
+    # rank), the end satisfies the bound-constrained optimality conditions
+    # and no tightly converged L-BFGS-B run from it gains anything.
+    X = model_selection_data(300, 12, 3)[1]
+    scatter = scatter_of(X, "dense")
+    upper = scatter.diagonal
+    lower = 1e-6 * upper
+    start = np.maximum(_smc_noise_variance(scatter, n_components), lower)
+    noise, converged = _newton_profile(
+        start, scatter, n_components, lower, upper, tol=1e-12, max_iter=200
+    )
+    assert converged
+    value = _profile(noise, scatter, n_components)[0]
+    assert value > _profile(start, scatter, n_components)[0]
+    uniqueness = noise / upper
+    gradient, hessian = _profile_derivatives(
+        uniqueness, *_profile_point(uniqueness, scatter.matrix, upper, n_components)[1:]
+    )
+    at_floor = uniqueness <= lower / upper * (1 + 1e-9)
+    at_top = uniqueness >= 1 - 1e-9
+    free = ~(at_floor | at_top)
+    # Minus the log-likelihood: zero gradient inside, pushing outwards at
+    # the bounds, and positive semi-definite curvature inside.
+    assert_allclose(gradient[free], 0, atol=1e-5)
+    assert np.all(gradient[at_floor] >= -1e-8) and np.all(gradient[at_top] <= 1e-8)
+    assert np.linalg.eigvalsh(hessian[np.ix_(free, free)]).min() > -1e-8
+    polished = optimize.minimize(
+        lambda u: -_profile(u * upper, scatter, n_components)[0],
+        uniqueness,
+        method="L-BFGS-B",
+        bounds=optimize.Bounds(lower / upper, 1.0),
+        options={"ftol": 1e-15, "gtol": 1e-12},
+    )
+    assert -polished.fun < value + 1e-9
+
+
 # ------------------------------------------ the history of the returned fit
 @pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
 @pytest.mark.parametrize(
@@ -1192,10 +1270,12 @@ def test_warm_start_refits_continue_until_converged():
     basis = linalg.svd(rng.randn(25, 25))[0][:, :5]
     X = rng.randn(500, 5) @ basis.T + rng.randn(500, 25)  # rank 5; k=15: Heywood
     reference = quiet_fit(EMFactorAnalysis(15, max_iter=1000), X)
-    fa = EMFactorAnalysis(15, max_iter=8, warm_start=True)
+    # max_iter=6: the first fit stops right after its first Newton run, short
+    # of the maximum, so that the refit has iterations left to run.
+    fa = EMFactorAnalysis(15, max_iter=6, warm_start=True)
     scores = []
-    # Two refits with quasi-Newton steps; without them (SciPy < 1.15) EM
-    # crawls here: about 520 iterations in all, as one fit takes.
+    # Two refits with Newton steps; without them (SciPy < 1.15) EM crawls
+    # here: about 520 iterations in all, as one fit takes.
     for _ in range(100):
         quiet_fit(fa, X)
         scores.append(fa.score(X))
