@@ -39,7 +39,6 @@ from ._factor_kernels import (
     _posterior_statistics,
     _precision,
     _principal_start,
-    _profile,
     _smc_noise_variance,
     _squarem_extrapolate,
     _ThinScatter,
@@ -636,13 +635,15 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     moments.scatter, n_components, None, "lapack", 0, None, floor
                 )[1]
                 ends = [
-                    self._maximize_noise(moments.scatter, n_components, start)[0]
+                    self._maximize_noise(moments.scatter, n_components, start)[:2]
                     for start in (noise, ppca)
                 ]
                 noise = max(
                     ends,
-                    key=lambda end: _profile(end, moments.scatter, n_components)[0],
-                )
+                    key=lambda end: _posterior_statistics(
+                        end[1], end[0], moments.scatter
+                    )[2],
+                )[0]
         else:
             # The probabilistic PCA solution itself; also for factor analysis
             # when the correlation matrix is singular (no more rows than
@@ -738,10 +739,9 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         # from the maximum.)
         n_components, n_features = self.components_.shape
         if self._squarem_left == 0 and self._quasi_newton(n_features) and not last:
-            noise, converged = self._maximize_noise(
+            noise, components, converged = self._maximize_noise(
                 scatter, n_components, self.noise_variance_
             )
-            components = _profile(noise, scatter, n_components)[2]
             *posterior, log_likelihood = _posterior_statistics(
                 components, noise, scatter
             )

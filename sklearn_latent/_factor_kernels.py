@@ -578,6 +578,8 @@ def _maximize_profile(
     Returns
     -------
     noise_variance : ndarray of shape (n_features,)
+    components : ndarray of shape (n_components, n_features)
+        The best loadings for that noise (as :func:`_profile`'s).
     converged : bool
         Whether it met its tolerances (rather than ``max_iter``).
     """
@@ -605,7 +607,8 @@ def _maximize_profile(
         # L-BFGS-B's ftol is relative to |f|; tol is absolute.
         options={"ftol": tol / max(abs(value), 1.0), "gtol": tol, "maxiter": max_iter},
     )
-    return np.clip(result.x * upper, lower, upper), bool(result.success)
+    noise = np.clip(result.x * upper, lower, upper)
+    return noise, _profile(noise, scatter, n_components)[2], bool(result.success)
 
 
 def _newton_profile(noise_variance, scatter, n_components, lower, upper, tol, max_iter):
@@ -633,6 +636,8 @@ def _newton_profile(noise_variance, scatter, n_components, lower, upper, tol, ma
     Returns
     -------
     noise_variance : ndarray of shape (n_features,)
+    components : ndarray of shape (n_components, n_features)
+        From the last eigendecomposition, as :func:`_profile`'s.
     converged : bool
         Whether a step gained less than ``tol`` (rather than ``max_iter``).
     """
@@ -669,7 +674,11 @@ def _newton_profile(noise_variance, scatter, n_components, lower, upper, tol, ma
         if gain < tol:
             converged = True
             break
-    return np.clip(uniqueness * upper, lower, upper), converged
+    values, vectors, _ = eigen
+    noise = uniqueness * upper
+    excess = np.maximum(values[:n_components], 1.0) - 1.0
+    components = np.sqrt(excess)[:, np.newaxis] * vectors[:, :n_components].T
+    return np.clip(noise, lower, upper), components * np.sqrt(noise), converged
 
 
 def _whitened_rows(X, mean, noise_variance):

@@ -700,11 +700,13 @@ def test_newton_steps_reach_a_maximum_of_the_profile(n_components):
     upper = scatter.diagonal
     lower = 1e-6 * upper
     start = np.maximum(_smc_noise_variance(scatter, n_components), lower)
-    noise, converged = _newton_profile(
+    noise, components, converged = _newton_profile(
         start, scatter, n_components, lower, upper, tol=1e-12, max_iter=200
     )
     assert converged
-    value = _profile(noise, scatter, n_components)[0]
+    value, _, profiled = _profile(noise, scatter, n_components)
+    # The same loadings up to the eigenvectors' signs.
+    assert_allclose(components.T @ components, profiled.T @ profiled, atol=1e-10)
     assert value > _profile(start, scatter, n_components)[0]
     uniqueness = noise / upper
     gradient, hessian = _profile_derivatives(
