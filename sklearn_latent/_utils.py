@@ -20,7 +20,7 @@ instead of importing ``sklearn.utils._chunking``.
 
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache
 
 import numpy as np
@@ -109,16 +109,22 @@ def _threadpools():
     return ThreadpoolController()
 
 
-def n_threads():
-    """Threads for a pass over row chunks: as many as BLAS may use now.
+def _blas_threads():
+    """The most threads any loaded BLAS may use now."""
+    blas = [i["num_threads"] for i in _threadpools().info() if i["user_api"] == "blas"]
+    return max(blas, default=1)
+
+
+def n_threads(blas_threads=None):
+    """Threads for a pass over row chunks: as many as BLAS may use now
+    (``blas_threads``, if known).
 
     threadpoolctl's limits therefore apply (``threadpool_limits(1)`` runs
     one thread), and so does joblib's ``parallel_config(n_jobs=...)``, as
     an upper bound. Inside joblib's worker processes BLAS, and so this, is
     limited to the worker's share of the cores.
     """
-    blas = [i["num_threads"] for i in _threadpools().info() if i["user_api"] == "blas"]
-    threads = max(blas, default=1)
+    threads = _blas_threads() if blas_threads is None else blas_threads
     n_jobs = get_active_backend()[1]
     if n_jobs is not None:
         from joblib import effective_n_jobs
@@ -141,15 +147,17 @@ def map_in_order(func, items, threads=None):
     split across cores. A chunk's result then never depends on the number of
     threads, so sums taken in order are the same, bit for bit, on any number.
     """
-    threads = n_threads() if threads is None else threads
+    blas_threads = _blas_threads()
+    threads = n_threads(blas_threads) if threads is None else threads
+    # Setting and restoring a limit costs ~35 us: none where BLAS already
+    # runs one thread (under threadpool_limits(1), or factor analysis's
+    # small scatters).
+    single = one_blas_thread() if blas_threads > 1 else nullcontext()
     if threads == 1 or len(items) < 2:
-        with one_blas_thread():
+        with single:
             yield from map(func, items)
         return
-    with (
-        one_blas_thread(),
-        ThreadPoolExecutor(min(threads, len(items))) as pool,
-    ):
+    with single, ThreadPoolExecutor(min(threads, len(items))) as pool:
         yield from pool.map(func, items)
 
 
