@@ -1,4 +1,4 @@
-"""The GMM speed cases of two source trees, alternated, in fresh processes.
+"""The speed cases of two source trees, alternated, in fresh processes.
 
 Each tree's EMGaussianMixture is timed against scikit-learn side by side
 (``bench_gaussian_mixture.numpy_case``, n=100,000, d=50, K=20, 5 iterations,
@@ -8,11 +8,16 @@ machine at the same time:
 
     git worktree add /tmp/previous v0.1   # or any commit
     python -m benchmarks.compare_trees /tmp/previous . [--types full tied ...]
+
+With ``--heywood`` the cases are instead bench_factor_analysis's Heywood
+rows (EMFactorAnalysis against scikit-learn, one BLAS thread), each tree
+running its own copy of the benchmark; the totals come last.
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -31,6 +36,55 @@ print(json.dumps({k: speed[k] for k in ("ours_s", "ref_s", "speedup")}
                  | {"peak_mb": memory["ours_mb"]}))
 """
 
+HEYWOOD_CASE = r"""
+import json, sys, warnings
+from threadpoolctl import threadpool_limits
+sys.path.insert(0, sys.argv[1])
+import sklearn_latent
+assert sklearn_latent.__file__.startswith(sys.argv[1]), sklearn_latent.__file__
+from benchmarks.bench_factor_analysis import heywood_rows
+threadpool_limits(1)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    rows = heywood_rows()
+print(json.dumps([{k: row[k] for k in ("case", "ours_s", "ref_s", "ours_score")}
+                  for row in rows]))
+"""
+
+
+def run_case(case, tree, *args):
+    """The JSON a case prints, run on ``tree`` in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", case, tree, *args],
+        env={**os.environ, "PYTHONPATH": tree},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def compare_heywood(trees, rounds):
+    """Each tree's Heywood rows, trees alternated, medians over rounds."""
+    runs = {tree: [] for tree in trees}
+    for _ in range(rounds):
+        for tree in trees:
+            runs[tree].append(run_case(HEYWOOD_CASE, tree))
+    print(f"{'case':<36} {'tree':<30} {'ours s':>8} {'sklearn':>8} {'score':>11}")
+    totals = dict.fromkeys(trees, 0.0)
+    for i, row in enumerate(runs[trees[0]][0]):
+        for tree in trees:
+            ours = statistics.median(run[i]["ours_s"] for run in runs[tree])
+            ref = statistics.median(run[i]["ref_s"] for run in runs[tree])
+            totals[tree] += ours
+            score = runs[tree][0][i]["ours_score"]
+            print(
+                f"{row['case']:<36} {tree[-30:]:<30} {ours:>8.4f} {ref:>8.4f} "
+                f"{score:>11.6f}"
+            )
+    for tree, total in totals.items():
+        print(f"total ours {tree[-30:]:<30} {total:.4f} s")
+
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,28 +94,20 @@ def main(argv):
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    parser.add_argument(
+        "--heywood", action="store_true", help="factor analysis's Heywood rows"
+    )
     args = parser.parse_args(argv)
     trees = [os.path.abspath(tree) for tree in args.trees]
+    if args.heywood:
+        compare_heywood(trees, args.rounds)
+        return
     header = ("covariance", "tree", "ours s/it", "sklearn", "speedup", "peak MB")
     print("{:<10} {:<40} {:>9} {:>8} {:>8} {:>8}".format(*header))
     for covariance_type in args.types:
         for _ in range(args.rounds):
             for tree in trees:
-                result = subprocess.run(
-                    [
-                        sys.executable,
-                        "-c",
-                        CASE,
-                        tree,
-                        covariance_type,
-                        str(args.threads),
-                    ],
-                    env={**os.environ, "PYTHONPATH": tree},
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                row = json.loads(result.stdout)
+                row = run_case(CASE, tree, covariance_type, str(args.threads))
                 print(
                     f"{covariance_type:<10} {tree[-40:]:<40} {row['ours_s']:>9.4f} "
                     f"{row['ref_s']:>8.4f} {row['speedup']:>7.2f}x "
