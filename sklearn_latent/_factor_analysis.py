@@ -127,8 +127,8 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     crawls (noise variances near zero: Heywood cases), factor analysis
     switches to runs of (quasi-)Newton steps on the noise with the loadings
     profiled out, as R's ``factanal``, each kept only if it raises the
-    likelihood: Newton steps with the exact Hessian where the scatter is
-    dense and has at most 64 features, L-BFGS-B elsewhere.
+    likelihood: Newton steps with the exact Hessian with at most 64
+    features and at least twice as many rows, L-BFGS-B elsewhere.
 
     NaN in X marks a missing entry: ``fit``, ``score_samples``, ``score``
     and ``transform`` then work with each row's observed entries x_o, whose
@@ -635,7 +635,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     moments.scatter, n_components, None, "lapack", 0, None, floor
                 )[1]
                 ends = [
-                    self._maximize_noise(moments.scatter, n_components, start)[:2]
+                    self._maximize_noise(moments, n_components, start)[:2]
                     for start in (noise, ppca)
                 ]
                 noise = max(
@@ -668,10 +668,17 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             and n_features <= QUASI_NEWTON_MAX_FEATURES
         )
 
-    def _maximize_noise(self, scatter, n_components, noise_variance):
-        lower, upper = self._noise_bounds(scatter)
+    def _maximize_noise(self, moments, n_components, noise_variance):
+        lower, upper = self._noise_bounds(moments.scatter)
         return _maximize_profile(
-            noise_variance, scatter, n_components, lower, upper, self.tol, self.max_iter
+            noise_variance,
+            moments.scatter,
+            n_components,
+            lower,
+            upper,
+            self.tol,
+            self.max_iter,
+            moments.n_rows,
         )
 
     def _warm_start_bound(self):
@@ -740,7 +747,7 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         n_components, n_features = self.components_.shape
         if self._squarem_left == 0 and self._quasi_newton(n_features) and not last:
             noise, components, converged = self._maximize_noise(
-                scatter, n_components, self.noise_variance_
+                moments, n_components, self.noise_variance_
             )
             *posterior, log_likelihood = _posterior_statistics(
                 components, noise, scatter

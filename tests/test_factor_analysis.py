@@ -21,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import sklearn_latent._factor_analysis as fa_module
+import sklearn_latent._factor_kernels as kernels_module
 from sklearn_latent import EMFactorAnalysis
 from sklearn_latent._factor_kernels import (
     SMALL_SCATTER,
@@ -730,6 +731,56 @@ def test_newton_steps_reach_a_maximum_of_the_profile(n_components):
     assert -polished.fun < value + 1e-9
 
 
+@NEEDS_QUASI_NEWTON
+def test_newton_runs_do_not_stop_at_a_saddle(monkeypatch):
+    # On these data a run's steps once gained less than tol where the free
+    # Hessian had a negative eigenvalue (-0.053): a saddle's neighbourhood,
+    # 1.2e-4 nats per sample below the maximum the steps reach going on. A
+    # run that says it converged ends where the profile curves down only.
+    rng = np.random.RandomState(0)
+    loadings = rng.randn(3, 12)
+    X = rng.randn(300, 3) @ loadings + 0.5 * rng.randn(300, 12)
+    ends = []
+    newton_profile = kernels_module._newton_profile
+
+    def recorded(noise, scatter, n_components, lower, upper, *args):
+        end = newton_profile(noise, scatter, n_components, lower, upper, *args)
+        ends.append((end, scatter.matrix, n_components, lower, upper))
+        return end
+
+    monkeypatch.setattr(kernels_module, "_newton_profile", recorded)
+    quiet_fit(EMFactorAnalysis(6), X)
+    assert ends
+    for (noise, _, converged), matrix, k, lower, upper in ends:
+        if not converged:
+            continue
+        uniqueness = noise / upper
+        eigen = _profile_point(uniqueness, matrix, upper, k)[1:]
+        gradient, hessian = _profile_derivatives(uniqueness, *eigen)
+        free = (noise > lower * (1 + 1e-9)) & (noise < upper * (1 - 1e-9))
+        lowest = np.linalg.eigvalsh(hessian[np.ix_(free, free)])[0]
+        assert lowest > -1e-6 * abs(hessian).max()
+
+
+@NEEDS_QUASI_NEWTON
+@pytest.mark.parametrize("n_samples, newton", [(30, False), (40, True)])
+def test_newton_steps_need_two_rows_a_feature(monkeypatch, n_samples, newton):
+    # Closer to thin data the profile has many local maxima and L-BFGS-B's
+    # short steps found higher ones more often: Newton steps need at least
+    # NEWTON_ROWS_PER_FEATURE rows a feature (here 20 features).
+    X = model_selection_data(n_samples, 20, 3)[1]
+    runs = []
+    newton_profile = kernels_module._newton_profile
+
+    def counted(*args):
+        runs.append(1)
+        return newton_profile(*args)
+
+    monkeypatch.setattr(kernels_module, "_newton_profile", counted)
+    quiet_fit(EMFactorAnalysis(12), X)
+    assert bool(runs) == newton
+
+
 # ------------------------------------------ the history of the returned fit
 @pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
 @pytest.mark.parametrize(
@@ -1273,8 +1324,11 @@ def test_warm_start_refits_continue_until_converged():
     X = rng.randn(500, 5) @ basis.T + rng.randn(500, 25)  # rank 5; k=15: Heywood
     reference = quiet_fit(EMFactorAnalysis(15, max_iter=1000), X)
     # max_iter=6: the first fit stops right after its first Newton run, short
-    # of the maximum, so that the refit has iterations left to run.
-    fa = EMFactorAnalysis(15, max_iter=6, warm_start=True)
+    # of the maximum, so that the refit has iterations left to run. Without
+    # Newton steps (SciPy < 1.15) 8, as before them: there at 6 the last
+    # refit happens to stop after its first iteration.
+    max_iter = 6 if fa_module.QUASI_NEWTON_SCIPY else 8
+    fa = EMFactorAnalysis(15, max_iter=max_iter, warm_start=True)
     scores = []
     # Two refits with Newton steps; without them (SciPy < 1.15) EM crawls
     # here: about 520 iterations in all, as one fit takes.
