@@ -10,8 +10,9 @@ machine at the same time:
     python -m benchmarks.compare_trees /tmp/previous . [--types full tied ...]
 
 With ``--heywood`` the cases are instead bench_factor_analysis's Heywood
-rows (EMFactorAnalysis against scikit-learn, one BLAS thread), each tree
-running its own copy of the benchmark; the totals come last.
+rows (EMFactorAnalysis against scikit-learn, one BLAS thread, each tree's
+own copy of the benchmark), one row a process, the trees taking turns row
+by row; the totals come last.
 """
 
 import argparse
@@ -42,13 +43,19 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, sys.argv[1])
 import sklearn_latent
 assert sklearn_latent.__file__.startswith(sys.argv[1]), sklearn_latent.__file__
-from benchmarks.bench_factor_analysis import heywood_rows
+import benchmarks.bench_factor_analysis as bench
 threadpool_limits(1)
+# The tree's own rows, all but one skipped.
+target, seen, compare = int(sys.argv[2]), [], bench.compare_heywood
+def one_row(*args, **kwargs):
+    seen.append(None)
+    return compare(*args, **kwargs) if len(seen) - 1 == target else None
+bench.compare_heywood = one_row
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
-    rows = heywood_rows()
-print(json.dumps([{k: row[k] for k in ("case", "ours_s", "ref_s", "ours_score")}
-                  for row in rows]))
+    rows = [row for row in bench.heywood_rows() if row is not None]
+print(json.dumps({k: rows[0][k] for k in ("case", "ours_s", "ref_s", "ours_score")}
+                 | {"n_rows": len(seen)}))
 """
 
 
@@ -65,22 +72,28 @@ def run_case(case, tree, *args):
 
 
 def compare_heywood(trees, rounds):
-    """Each tree's Heywood rows, trees alternated, medians over rounds."""
-    runs = {tree: [] for tree in trees}
-    for _ in range(rounds):
-        for tree in trees:
-            runs[tree].append(run_case(HEYWOOD_CASE, tree))
+    """Each tree's Heywood rows, one row a process, trees alternated row by
+    row (the machine's load drifts), medians over rounds."""
+    runs = {tree: {} for tree in trees}
+    n_rows, row = 1, 0
+    while row < n_rows:
+        for _ in range(rounds):
+            for tree in trees:
+                result = run_case(HEYWOOD_CASE, tree, str(row))
+                runs[tree].setdefault(row, []).append(result)
+                n_rows = result["n_rows"]
+        row += 1
     print(f"{'case':<36} {'tree':<30} {'ours s':>8} {'sklearn':>8} {'score':>11}")
     totals = dict.fromkeys(trees, 0.0)
-    for i, row in enumerate(runs[trees[0]][0]):
+    for row in range(n_rows):
         for tree in trees:
-            ours = statistics.median(run[i]["ours_s"] for run in runs[tree])
-            ref = statistics.median(run[i]["ref_s"] for run in runs[tree])
+            results = runs[tree][row]
+            ours = statistics.median(result["ours_s"] for result in results)
+            ref = statistics.median(result["ref_s"] for result in results)
             totals[tree] += ours
-            score = runs[tree][0][i]["ours_score"]
             print(
-                f"{row['case']:<36} {tree[-30:]:<30} {ours:>8.4f} {ref:>8.4f} "
-                f"{score:>11.6f}"
+                f"{results[0]['case']:<36} {tree[-30:]:<30} {ours:>8.4f} "
+                f"{ref:>8.4f} {results[0]['ours_score']:>11.6f}"
             )
     for tree, total in totals.items():
         print(f"total ours {tree[-30:]:<30} {total:.4f} s")
