@@ -550,17 +550,16 @@ def _newton_direction(gradient, hessian, free):
         if info == 0:
             direction[free] = -linalg.lapack.dpotrs(chol, gradient[free], lower=1)[0]
             return direction, True
-        else:
-            values, vectors = np.linalg.eigh(sub)
-            floor = 1e-8 * np.abs(values).max()
-            # Curvature down by more than rounding: not a maximum's neighbourhood
-            # (a flat direction, as where loadings are not identified, is).
-            convex = values[0] >= -floor
-            values = np.abs(values)
-            # No curvature at all (a flat profile): gradient steps.
-            values = np.maximum(values, floor) if floor > 0 else np.ones_like(values)
-            direction[free] = -vectors @ ((vectors.T @ gradient[free]) / values)
-            return direction, convex
+        values, vectors = np.linalg.eigh(sub)
+        floor = 1e-8 * np.abs(values).max()
+        # Curvature down by more than rounding: not a maximum's neighbourhood
+        # (a flat direction, as where loadings are not identified, is).
+        convex = values[0] >= -floor
+        values = np.abs(values)
+        # No curvature at all (a flat profile): gradient steps.
+        values = np.maximum(values, floor) if floor > 0 else np.ones_like(values)
+        direction[free] = -vectors @ ((vectors.T @ gradient[free]) / values)
+        return direction, convex
     return direction, True
 
 
@@ -658,7 +657,9 @@ def _newton_profile(noise_variance, scatter, n_components, lower, upper, tol, ma
     components : ndarray of shape (n_components, n_features)
         From the last eigendecomposition, as :func:`_profile`'s.
     converged : bool
-        Whether a step gained less than ``tol`` (rather than ``max_iter``).
+        Whether it stopped at a maximum (a step gained less than ``tol``, or
+        none gained, where the free Hessian is positive definite) rather
+        than after ``max_iter`` steps or near a saddle.
     """
     matrix = scatter.matrix
     low = lower / upper
