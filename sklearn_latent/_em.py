@@ -266,8 +266,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _run(self, data, do_init):
         """EM on prepared ``data``: ``n_init`` runs from fresh starts where
-        ``do_init``, else one continuing from the current parameters."""
-        n_init = getattr(self, "n_init", 1) if do_init else 1
+        ``do_init`` (see :meth:`_n_starts`), else one continuing from the
+        current parameters."""
+        n_init = self._n_starts(data) if do_init else 1
         random_state = check_random_state(self.random_state)
 
         best_lower_bound, best_lower_bounds, best_converged = -np.inf, [], False
@@ -314,6 +315,11 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.lower_bounds_ = best_lower_bounds
         self._finalize(data)
         return self
+
+    def _n_starts(self, data):
+        """Runs from fresh starts, the best kept: ``n_init`` where the model
+        has it."""
+        return getattr(self, "n_init", 1)
 
     def _warm_start_bound(self):
         """The bound a warm start's first iteration is compared with: the
