@@ -620,15 +620,16 @@ class EMFactorAnalysis(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def _initialize(self, moments, random_state):
         n_features = len(moments.mean)
         n_components = self._n_components(n_features)
-        floor, _ = self._noise_bounds(moments.scatter)
+        floor, ceiling = self._noise_bounds(moments.scatter)
         quasi_newton = self._quasi_newton(n_features)
         self._squarem_left = SQUAREM_FIRST
         second_start = self._starts_begun == 1
         self._starts_begun += 1
         if second_start:
             # Thin data's second run (see _n_starts): noise at each
-            # feature's variance, as far from every Heywood case as can be.
-            noise = moments.scatter.diagonal
+            # feature's variance (at least the floor, for constant features),
+            # as far from every Heywood case as can be.
+            noise = ceiling
         elif self.noise_variance_init is not None:
             noise = np.asarray(self.noise_variance_init, dtype=np.float64)
             if self.noise == "isotropic":
