@@ -123,8 +123,10 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return X, sample_weight
 
     @abstractmethod
-    def _initialize(self, data, random_state):
-        """Set the initial parameters; ``data`` is what ``_prepare`` returned."""
+    def _initialize(self, data, random_state, start=0):
+        """Set the initial parameters; ``data`` is what ``_prepare`` returned,
+        ``start`` which of :meth:`_n_starts` runs this is (a model whose
+        restarts differ only by ``random_state`` ignores it)."""
 
     @abstractmethod
     def _e_step(self, data):
@@ -276,7 +278,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             self._verbose_init_begin(init, n_init)
             with self._solver_context(data):
                 if do_init:
-                    self._initialize(data, random_state)
+                    self._initialize(data, random_state, start=init)
                 lower_bound = -np.inf if do_init else self._warm_start_bound()
                 lower_bounds, converged, n_iter = [], False, 0
                 params = self._get_parameters()

@@ -467,7 +467,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         (0.45 against 0.47 s at d=50: not worth a second chunking)."""
         return self._cov is gk.Full and not nearest
 
-    def _initialize(self, data, random_state):
+    def _initialize(self, data, random_state, start=0):
         # A new run of EM: online EM's running statistics start afresh.
         self._running_statistics, self.n_batch_iter_ = None, 0
         if is_dask_array(data.X):

@@ -745,9 +745,9 @@ def test_thin_data_fit_twice_and_keep_the_better(monkeypatch):
     starts = []
     initialize = EMFactorAnalysis._initialize
 
-    def counted(self, *args):
+    def counted(self, *args, **kwargs):
         starts.append(1)
-        return initialize(self, *args)
+        return initialize(self, *args, **kwargs)
 
     monkeypatch.setattr(EMFactorAnalysis, "_initialize", counted)
     both = quiet_fit(EMFactorAnalysis(6), X)
@@ -1333,9 +1333,9 @@ def test_iterations_on_a_small_scatter_run_blas_on_one_thread(
     def recording(name):
         method = getattr(EMFactorAnalysis, name)
 
-        def recorded(self, *args):
+        def recorded(self, *args, **kwargs):
             seen.setdefault(name, set()).add(blas_threads())
-            return method(self, *args)
+            return method(self, *args, **kwargs)
 
         monkeypatch.setattr(EMFactorAnalysis, name, recorded)
 
