@@ -462,8 +462,15 @@ def _profile(noise_variance, scatter, n_components):
         + np.sum(np.log1p(excess) - excess)
     )
     gradient = -0.5 * (1.0 + vectors**2 @ excess - scaled_diagonal)
-    components = np.sqrt(excess)[:, np.newaxis] * vectors.T * root
-    return log_likelihood, gradient, components
+    return log_likelihood, gradient, _profiled_loadings(values, vectors, root)
+
+
+def _profiled_loadings(values, vectors, root):
+    """W = diag(max(lambda - 1, 0))^1/2 U^T diag(psi)^1/2 from the top
+    eigenpairs (values, vectors) of diag(psi)^-1/2 S diag(psi)^-1/2 and
+    root = psi^1/2: the best loadings for that noise (see :func:`_profile`)."""
+    excess = np.maximum(values, 1.0) - 1.0
+    return np.sqrt(excess)[:, np.newaxis] * vectors.T * root
 
 
 def _profile_point(uniqueness, matrix, upper, n_components):
@@ -640,26 +647,11 @@ def _newton_profile(noise_variance, scatter, n_components, lower, upper, tol, ma
     ``tol`` where the free Hessian is positive definite (near a saddle small
     steps go on), or after ``max_iter`` steps.
 
-    Parameters
-    ----------
-    noise_variance : ndarray of shape (n_features,)
-        The start.
-    scatter : _DenseScatter
-    n_components : int
-    lower, upper : ndarray of shape (n_features,)
-        Bounds of the noise variances; ``upper`` is also the scale.
-    tol : float
-    max_iter : int
-
-    Returns
-    -------
-    noise_variance : ndarray of shape (n_features,)
-    components : ndarray of shape (n_components, n_features)
-        From the last eigendecomposition, as :func:`_profile`'s.
-    converged : bool
-        Whether it stopped at a maximum (a step gained less than ``tol``, or
-        none gained, where the free Hessian is positive definite) rather
-        than after ``max_iter`` steps or near a saddle.
+    Parameters and returns are :func:`_maximize_profile`'s (``scatter`` a
+    _DenseScatter; the loadings come from the last eigendecomposition).
+    ``converged`` says whether it stopped at a maximum (a step gained less
+    than ``tol``, or none gained, where the free Hessian is positive
+    definite) rather than after ``max_iter`` steps or near a saddle.
     """
     matrix = scatter.matrix
     low = lower / upper
@@ -698,9 +690,10 @@ def _newton_profile(noise_variance, scatter, n_components, lower, upper, tol, ma
             break
     values, vectors, _ = eigen
     noise = uniqueness * upper
-    excess = np.maximum(values[:n_components], 1.0) - 1.0
-    components = np.sqrt(excess)[:, np.newaxis] * vectors[:, :n_components].T
-    return np.clip(noise, lower, upper), components * np.sqrt(noise), converged
+    components = _profiled_loadings(
+        values[:n_components], vectors[:, :n_components], np.sqrt(noise)
+    )
+    return np.clip(noise, lower, upper), components, converged
 
 
 def _whitened_rows(X, mean, noise_variance):
