@@ -809,21 +809,21 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         def reduced(rows):
             with np.errstate(over="ignore", invalid="ignore"):
                 Xc = X[rows]
-                F = gk.rows_about_shift(cov, Xc, shift)
-                Y = F[len(F) - Xc.shape[1] :]
+                features = gk.rows_about_shift(cov, Xc, shift)
+                Y = features.y
                 radius = float(np.sqrt(np.max(np.einsum("ij,ij->j", Y, Y))))
                 if np.isnan(radius):  # NaN entries, seen for free: missing values
-                    del F, Y  # the missing-value kernels' memory is their own
+                    del features, Y  # the missing-value kernels' memory is their own
                     return reduce(self._missing_log_prob(Xc).T)
                 nearest = gk.needs_nearest_reference(cov, U, means, shift, radius)
                 if nearest not in models:
                     models[nearest] = gk.Model(cov, weights, means, U, shift, nearest)
                 model = models[nearest]
-                F, order, groups = gk.chunk_features(cov, F, model.refs)
-                log_prob = gk.log_prob(model, F, groups)
+                features, order, groups = gk.chunk_features(cov, features, model.refs)
+                log_prob = gk.log_prob(model, features, groups)
                 if cov is gk.Tied:
-                    log_prob -= 0.5 * cov.squared_norm(U, F)
-                del F  # before the reduction's temporaries exist
+                    log_prob -= 0.5 * cov.squared_norm(U, Y)
+                del features, Y  # before the reduction's temporaries exist
                 log_prob[np.isnan(log_prob)] = -np.inf
                 if order is not None:
                     log_prob[:, order] = log_prob.copy()
@@ -1107,20 +1107,21 @@ def _chunk_statistics(X, weight, resp=None, *, cov, shift, model=None, refs=None
     contribute w x x^T about the origin, as scikit-learn's tied start).
     """
     refs = model.refs if refs is None else refs
-    F, order, groups = gk.chunk_features(cov, gk.rows_about_shift(cov, X, shift), refs)
-    p = cov.n_second(X.shape[1])
-    Y = F[p:]
+    features, order, groups = gk.chunk_features(
+        cov, gk.rows_about_shift(cov, X, shift), refs
+    )
+    Y = features.y
     if weight is not None and order is not None:
         weight = weight[order]
     if resp is None:
-        resp, log_norm = gk.log_normalize(gk.log_prob(model, F, groups))
+        resp, log_norm = gk.log_normalize(gk.log_prob(model, features, groups))
         log_likelihood = log_norm.sum() if weight is None else log_norm @ weight
     else:
         resp = (resp if order is None else resp[order]).T.astype(np.float64)
         log_likelihood = 0.0
     if weight is not None:
         resp *= weight
-    counts, first, second = gk.resp_statistics(F, groups, resp, p)
+    counts, first, second = gk.resp_statistics(features, groups, resp)
     rows_scatter = 0.0
     if cov is gk.Tied and (len(refs) > 1 or model is None):
         rho = resp.sum(axis=0)
