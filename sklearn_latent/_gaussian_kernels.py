@@ -23,8 +23,9 @@ distance between components, as in scikit-learn, which centres every
 component on its own mean but pays for it with one pass per component.
 
 Shapes: n rows, d features, K components, R references, p second-order
-columns of one covariance type. Chunks are (d, n): samples as columns, so
-every second-order row is a product of two contiguous rows.
+columns of one covariance type. A chunk's features are (p, n) and (d, n):
+samples as columns (their memory layout is the covariance type's, see
+:func:`rows_about_shift`).
 """
 
 import math

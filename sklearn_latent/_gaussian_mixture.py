@@ -792,13 +792,16 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return int(cov_params + n_features * self.n_components + self.n_components - 1)
 
     # ------------------------------------------------------------ inference
-    def _map_chunks(self, X, reduce, shape, dtype=None):
+    def _map_chunks(self, X, reduce, shape, dtype=None, posterior=False):
         """``reduce`` applied to log(weight_k p(x | k)) (n_rows, K) of each
         chunk of rows, gathered into an array of shape (n_samples, *shape).
 
         Chunks are sized by scikit-learn's working_memory and run on several
         threads (see BaseEM._sum_over_chunks). A row so far away that its
-        quadratic form overflows gets -inf, never NaN.
+        quadratic form overflows gets -inf, never NaN. Where ``reduce`` needs
+        the log-densities only up to a constant a row (``posterior``), the
+        tied model leaves out its shared -1/2 y^T P y: far from the data it
+        would swamp the differences between components.
         """
         cov = self._cov
         weights, means, U = self._float64_parameters()
@@ -821,7 +824,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 model = models[nearest]
                 features, order, groups = gk.chunk_features(cov, features, model.refs)
                 log_prob = gk.log_prob(model, features, groups)
-                if cov is gk.Tied:
+                if cov is gk.Tied and not posterior:
                     log_prob -= 0.5 * cov.squared_norm(U, Y)
                 del features, Y  # before the reduction's temporaries exist
                 log_prob[np.isnan(log_prob)] = -np.inf
@@ -911,7 +914,8 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return self._map_rows(self._predict, X, dtype=np.intp)
 
     def _predict(self, X):
-        return self._map_chunks(X, partial(np.argmax, axis=1), (), np.intp)
+        argmax = partial(np.argmax, axis=1)
+        return self._map_chunks(X, argmax, (), np.intp, posterior=True)
 
     def predict_proba(self, X):
         """Posterior probability p(z = k | x) of each component for each sample.
@@ -931,7 +935,7 @@ class EMGaussianMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def _predict_proba(self, X):
         # A row so far away that no log-density is finite has no defined
         # posterior: NaN, as scikit-learn's, without a warning.
-        return self._map_chunks(X, _normalized, (self.n_components,))
+        return self._map_chunks(X, _normalized, (self.n_components,), posterior=True)
 
     def transform(self, X):
         """The posterior p(z | x): responsibilities, as :meth:`predict_proba`.

@@ -703,7 +703,39 @@ def test_a_far_point_scores_minus_infinity(covariance_type):
         scores = gm.score_samples(np.r_[far, blobs()[:3]])
         resp = gm.predict_proba(far)
     assert np.all(scores[:2] == -np.inf) and np.all(np.isfinite(scores[2:]))
-    assert np.all(np.isnan(resp))  # no finite density: no posterior, as sklearn
+    if covariance_type == "tied":  # the posterior needs no quadratic form
+        assert_allclose(resp, _tied_posterior(gm, far), atol=1e-12)
+    else:  # no finite density and no finite difference: NaN, as sklearn
+        assert np.all(np.isnan(resp))
+
+
+def _tied_posterior(gm, X):
+    """p(z | x) of a tied mixture from its closed form: the softmax over k of
+    x^T P mu_k - 1/2 mu_k^T P mu_k + log w_k (the shared -1/2 x^T P x cancels)."""
+    P = gm.precisions_
+    logits = X @ (P @ gm.means_.T)
+    logits += np.log(gm.weights_)
+    logits -= 0.5 * np.einsum("kd,de,ke->k", gm.means_, P, gm.means_)
+    return np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e8, 1e12])
+def test_tied_posterior_far_along_the_shared_level_sets(scale):
+    # Rows far from the data along a direction u on which the components'
+    # log-densities differ by nothing, (mu_1 - mu_2)^T P u = 0: the shared
+    # -1/2 y^T P y grows as scale^2, and the posterior stays that of the row
+    # it was moved from. Subtracting that term before normalising lost it
+    # (rounding of eps scale^2 nats against differences of a few).
+    X = blobs(n_features=2, centers=2)
+    gm = EMGaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    gap = gm.precisions_ @ (gm.means_[0] - gm.means_[1])
+    u = np.array([-gap[1], gap[0]]) / np.linalg.norm(gap)
+    base = gm.means_.mean(axis=0) + np.array([[0.0, 0.0], [0.3, -0.2]])
+    moved = base + scale * u
+    expected = _tied_posterior(gm, base)
+    assert np.all(expected > 1e-3)  # both components take part
+    assert_allclose(gm.predict_proba(moved), expected, rtol=1e-9 * scale / 1e4)
+    assert_array_equal(gm.predict(moved), np.argmax(expected, axis=1))
 
 
 def test_overflowing_data_is_a_clear_error():
