@@ -861,7 +861,14 @@ def test_heywood_case_converges_at_a_tight_tolerance():
     fa = quiet_fit(EMFactorAnalysis(12, tol=1e-10, max_iter=300), X)
     assert fa.converged_
     loose = quiet_fit(EMFactorAnalysis(12), X)
-    assert fa.score(X) >= loose.score(X) - 1e-10
+    # At the boundary (noise variances at their floor) rounding is amplified
+    # by the conditioning, variance / noise ~ 1e6: a tol=1e-10 run's own
+    # lower bounds move by ~5e-10 there, and another LAPACK gave an end
+    # 4e-10 below the loose run's. Allow that rounding level, no more.
+    condition = np.max(X.var(axis=0) / fa.noise_variance_)
+    rounding = np.finfo(np.float64).eps * condition * abs(loose.score(X))
+    assert rounding < 1e-7  # still far below any difference between maxima
+    assert fa.score(X) >= loose.score(X) - rounding
 
 
 @NEEDS_QUASI_NEWTON
