@@ -519,7 +519,7 @@ def rows_about_shift(cov, X, shift):
       fits than "columns").
     - "separate" (diag): the transposes of two C-ordered arrays, (n, p) and
       (n, d), so that x - shift and its squares are taken on contiguous rows
-      (2 products instead of one, yet the pass over rows is 4-12% faster).
+      (2 products instead of one, yet fits 2-13% faster than "rows").
     """
     n_samples, n_features = X.shape
     p = cov.n_second(n_features)
@@ -635,11 +635,8 @@ def resp_statistics(features, groups, resp):
         sums = resp @ features.stacked.T
         p = len(second)
         return resp.sum(axis=1)[np.newaxis], sums[np.newaxis, :, p:], sums[:, :p]
-    if len(groups) == 1:
-        counts, first = resp.sum(axis=1)[np.newaxis], (resp @ Y.T)[np.newaxis]
-    else:
-        counts = np.stack([resp[:, cols].sum(axis=1) for cols in groups])
-        first = np.stack([resp[:, cols] @ Y[:, cols].T for cols in groups])
+    counts = np.stack([resp[:, cols].sum(axis=1) for cols in groups])
+    first = np.stack([resp[:, cols] @ Y[:, cols].T for cols in groups])
     return counts, first, resp @ second.T
 
 
